@@ -35,8 +35,9 @@ struct CompileOutput {
   LaunchPlan plan;        // what the runtime interprets
 };
 
-/// Runs the whole pipeline on a validated spec.
-CompileOutput compileSpec(const Spec &spec);
+/// Runs the whole pipeline on a validated spec. `specFile`, when given, is the
+/// file the spec came from: the imported IR and its diagnostics point there.
+CompileOutput compileSpec(const Spec &spec, const std::string &specFile = "");
 
 /// The NVRTC options the generated source needs for `spec` (arch, std, defines),
 /// without include paths; the runtime adds those.

@@ -1,0 +1,185 @@
+//===- MuseOps.td - Pipeline stages, kernels and the launch plan -*- tablegen -*-===//
+#ifndef MUSE_OPS_TD
+#define MUSE_OPS_TD
+
+include "muse/Dialect/Muse/IR/MuseDialect.td"
+include "muse/Dialect/Muse/IR/MuseAttrs.td"
+include "mlir/IR/OpBase.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+//===----------------------------------------------------------------------===//
+// The layer and its stages (tensor data flow, dynamic B, H, N, M)
+//
+// The spec comes before the operands: an inline `#muse.spec<...>` followed by
+// `:` would read the colon as the attribute's type. The schedule rides in the
+// attribute dictionary for the same reason.
+//===----------------------------------------------------------------------===//
+
+def Muse_AttentionOp : Muse_Op<"attention", [Pure]> {
+  let summary = "one MuSe attention layer: o, lse = attention(q, k, v)";
+  let description = [{
+    q [B, H, N, D], k [B, Hkv, M, D], v [B, Hkv, M, Dv] of the spec's dtype;
+    o [B, H, N, Dv] and lse [B, H, N] in f32.
+  }];
+  let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$k, AnyRankedTensor:$v,
+                       Muse_SpecAttr:$spec);
+  let results = (outs AnyRankedTensor:$o, AnyRankedTensor:$lse);
+  let assemblyFormat = [{
+    $spec `(` $q `,` $k `,` $v `)` attr-dict `:` type($q) `,` type($k) `,` type($v) `->` type($o) `,` type($lse)
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_KMeansOp : Muse_Op<"kmeans", [Pure]> {
+  let summary = "Lloyd k-means of one side (ALGORITHM.md section 2)";
+  let description = [{
+    x is q [B, H, N, D] (scaled by the spec's scale) or k [B, Hkv, M, D].
+    centroids [heads, C, D] f32 (C = query_clusters or key_clusters),
+    assign [heads, n] i32: the final partition.
+  }];
+  let arguments = (ins Muse_Side:$side, AnyRankedTensor:$x, Muse_SpecAttr:$spec);
+  let results = (outs AnyRankedTensor:$centroids, AnyRankedTensor:$assign);
+  let assemblyFormat = [{
+    $side $spec `(` $x `)` attr-dict `:` type($x) `->` type($centroids) `,` type($assign)
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_ClusterSortOp : Muse_Op<"cluster_sort", [Pure]> {
+  let summary = "the permutation that makes every cluster contiguous";
+  let description = [{
+    perm [heads, n] i32 (indices grouped by cluster, ascending inside one),
+    offsets [heads, C + 1] i32 (start of every cluster in perm).
+  }];
+  let arguments = (ins Muse_Side:$side, AnyRankedTensor:$assign, Muse_SpecAttr:$spec);
+  let results = (outs AnyRankedTensor:$perm, AnyRankedTensor:$offsets);
+  let assemblyFormat = [{
+    $side $spec `(` $assign `)` attr-dict `:` type($assign) `->` type($perm) `,` type($offsets)
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_SummarizeOp : Muse_Op<"summarize", [Pure]> {
+  let summary = "stage 1: query-specific summaries of every key cluster";
+  let description = [{
+    summaries [B*H, CQ, CK, 1 + D + Dv] f32: ln-mass, tilted key mean, tilted
+    value mean of every (query cluster, key cluster) pair.
+  }];
+  let arguments = (ins AnyRankedTensor:$q_centroids, AnyRankedTensor:$k, AnyRankedTensor:$v,
+                       AnyRankedTensor:$k_perm, AnyRankedTensor:$k_offsets,
+                       Muse_SpecAttr:$spec, OptionalAttr<Muse_ScheduleAttr>:$schedule);
+  let results = (outs AnyRankedTensor:$summaries);
+  let assemblyFormat = [{
+    $spec `(` $q_centroids `,` $k `,` $v `,` $k_perm `,` $k_offsets `)`
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_SelectNearOp : Muse_Op<"select_near", [Pure]> {
+  let summary = "the near_clusters key clusters of largest mass per query cluster";
+  let description = [{
+    near [B*H, CQ, E] i32, ascending cluster index, -1 pads. Only for E > 0.
+  }];
+  let arguments = (ins AnyRankedTensor:$summaries, Muse_SpecAttr:$spec);
+  let results = (outs AnyRankedTensor:$near);
+  let assemblyFormat = [{
+    $spec `(` $summaries `)` attr-dict `:` type($summaries) `->` type($near)
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_FarFieldOp : Muse_Op<"far_field", [Pure]> {
+  let summary = "stage 2 (monopole terms) plus the exact near field";
+  let description = [{
+    o [B, H, N, Dv] f32 and lse [B, H, N] f32 of the order-0 expansion, with the
+    key clusters of `near` (present iff near_clusters > 0) computed exactly.
+  }];
+  let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$k, AnyRankedTensor:$v,
+                       AnyRankedTensor:$q_centroids, AnyRankedTensor:$q_perm,
+                       AnyRankedTensor:$q_offsets, AnyRankedTensor:$k_perm,
+                       AnyRankedTensor:$k_offsets, AnyRankedTensor:$summaries,
+                       Optional<AnyRankedTensor>:$near,
+                       Muse_SpecAttr:$spec, OptionalAttr<Muse_ScheduleAttr>:$schedule);
+  let results = (outs AnyRankedTensor:$o, AnyRankedTensor:$lse);
+  let assemblyFormat = [{
+    $spec `(` $q `,` $k `,` $v `,` $q_centroids `,` $q_perm `,` $q_offsets `,` $k_perm `,` $k_offsets `,`
+    $summaries `)` (`near` `(` $near^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_DipoleOp : Muse_Op<"dipole", [Pure]> {
+  let summary = "order-1 correction: o += p_nj * Cov_ij(v,k) r_n over non-near clusters";
+  let arguments = (ins AnyRankedTensor:$o_in, AnyRankedTensor:$lse,
+                       AnyRankedTensor:$q, AnyRankedTensor:$k, AnyRankedTensor:$v,
+                       AnyRankedTensor:$q_centroids, AnyRankedTensor:$q_perm,
+                       AnyRankedTensor:$q_offsets, AnyRankedTensor:$k_perm,
+                       AnyRankedTensor:$k_offsets, AnyRankedTensor:$summaries,
+                       Optional<AnyRankedTensor>:$near,
+                       Muse_SpecAttr:$spec, OptionalAttr<Muse_ScheduleAttr>:$schedule);
+  let results = (outs AnyRankedTensor:$o);
+  let assemblyFormat = [{
+    $spec `(` $o_in `,` $lse `,` $q `,` $k `,` $v `,` $q_centroids `,` $q_perm `,` $q_offsets `,`
+    $k_perm `,` $k_offsets `,` $summaries `)` (`near` `(` $near^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// After outlining: the launch plan
+//===----------------------------------------------------------------------===//
+
+def Muse_PlanOp : Muse_Op<"plan", [Symbol, SymbolTable, IsolatedFromAbove,
+                                   NoTerminator, SingleBlock]> {
+  let summary = "kernels, workspace buffers and the ordered launches of one layer";
+  let description = [{
+    Holds `muse.buffer` (workspace, laid out in order), `muse.kernel` (one
+    extern "C" wrapper of the CUDA translation unit each) and `muse.launch`
+    (the launch sequence, in order) ops.
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name, Muse_SpecAttr:$spec,
+                       Muse_ScheduleAttr:$schedule);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "$sym_name $spec $schedule attr-dict-with-keyword $body";
+  let skipDefaultBuilders = 1;
+  let builders = [
+    OpBuilder<(ins "::llvm::StringRef":$name, "SpecAttr":$spec, "ScheduleAttr":$schedule)>
+  ];
+  let hasVerifier = 1;
+}
+
+def Muse_BufferOp : Muse_Op<"buffer", [Symbol, HasParent<"PlanOp">]> {
+  let summary = "a workspace buffer: elem * heads * (per_n*N + per_m*M + fixed)";
+  let arguments = (ins SymbolNameAttr:$sym_name, TypeAttr:$elem_type, Muse_Side:$heads,
+                       I64Attr:$per_n, I64Attr:$per_m, I64Attr:$fixed);
+  let assemblyFormat = [{
+    $sym_name `:` $elem_type `heads` $heads `per_n` $per_n `per_m` $per_m `fixed` $fixed attr-dict
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_KernelOp : Muse_Op<"kernel", [Symbol, HasParent<"PlanOp">]> {
+  let summary = "one extern \"C\" kernel wrapper: the template instance it calls";
+  let arguments = (ins SymbolNameAttr:$sym_name, StrAttr:$instance, I64Attr:$threads,
+                       I64Attr:$shared_bytes, StrAttr:$stage);
+  let assemblyFormat = [{
+    $sym_name `=` $instance `threads` $threads `shared` $shared_bytes `stage` $stage attr-dict
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_LaunchOp : Muse_Op<"launch", [HasParent<"PlanOp">]> {
+  let summary = "one launch of a kernel over a grid that scales with the runtime shape";
+  let arguments = (ins FlatSymbolRefAttr:$kernel, Muse_DimAttr:$grid_x, Muse_DimAttr:$grid_y,
+                       Muse_DimAttr:$grid_z);
+  let assemblyFormat = [{
+    $kernel `grid` custom<Grid>($grid_x, $grid_y, $grid_z) attr-dict
+  }];
+  let hasVerifier = 1;
+}
+
+#endif

@@ -1,0 +1,25 @@
+//===- Passes.h - The muse lowering passes --------------------------------===//
+#ifndef MUSE_DIALECT_MUSE_TRANSFORMS_PASSES_H
+#define MUSE_DIALECT_MUSE_TRANSFORMS_PASSES_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
+#include "muse/Dialect/Muse/IR/MuseDialect.h"
+
+namespace mlir::muse {
+
+#define GEN_PASS_DECL
+#include "muse/Dialect/Muse/Transforms/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "muse/Dialect/Muse/Transforms/Passes.h.inc"
+
+/// decompose, schedule, outline: what compileSpec runs on an imported module.
+void buildMuseLoweringPipeline(OpPassManager &pm);
+/// Registers the passes and the pipeline `muse-lower`.
+void registerMusePipelines();
+
+} // namespace mlir::muse
+
+#endif

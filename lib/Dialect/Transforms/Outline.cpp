@@ -1,0 +1,227 @@
+//===- Outline.cpp - Stage ops into kernels, buffers and launches ---------===//
+//
+// Each function of scheduled stage ops becomes a muse.plan of the same name:
+// the workspace buffers of templates/muse/params.cuh the stages use (in the
+// MuseParams field order), one muse.kernel per extern "C" wrapper, and the
+// launches in IR order - which muse-decompose makes the order of
+// templates/README.md - with k-means expanded into init, (assign, update) x
+// kmeans_iters.
+//
+//===----------------------------------------------------------------------===//
+#include "muse/Dialect/Muse/Transforms/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/StringSet.h"
+
+namespace mlir::muse {
+#define GEN_PASS_DEF_MUSEOUTLINE
+#include "muse/Dialect/Muse/Transforms/Passes.h.inc"
+} // namespace mlir::muse
+
+using namespace mlir;
+using namespace mlir::muse;
+using ::muse::DimExpr;
+using ::muse::Sym;
+
+namespace {
+DimExpr constant(int64_t v) { return DimExpr{Sym::One, 1, v}; }
+DimExpr over(Sym s, int64_t div = 1) { return DimExpr{s, div, 1}; }
+
+/// One workspace buffer: elements per head = per_n*N + per_m*M + fixed.
+struct Buffer {
+  const char *name;
+  bool isFloat;
+  Side side;
+  int64_t perN, perM, fixed;
+};
+
+/// One kernel wrapper and where it is launched.
+struct Launch {
+  std::string kernel, instance, stage;
+  int64_t threads;
+  DimExpr grid[3];
+};
+
+class PlanBuilder {
+public:
+  explicit PlanBuilder(SpecAttr spec, ScheduleAttr sched) : spec(spec), sched(sched) {}
+
+  /// Appends the launches of one stage op and marks the buffers it touches.
+  LogicalResult add(Operation *op) {
+    if (auto km = dyn_cast<KMeansOp>(op))
+      return addKMeans(km.getSide());
+    if (auto cs = dyn_cast<ClusterSortOp>(op)) {
+      bool q = cs.getSide() == Side::Query;
+      use({q ? "q_counts" : "k_counts", q ? "q_assign" : "k_assign", q ? "q_offsets" : "k_offsets",
+           q ? "q_perm" : "k_perm"});
+      launch(std::string("muse_cluster_sort_") + (q ? "q" : "k"),
+             std::string("cluster_sort<MuseCfg, ") + sideName(q) + ">", 1024,
+             std::string("permutation by cluster (") + (q ? "queries" : "keys") + ")",
+             {constant(1), heads(q), constant(1)});
+      return success();
+    }
+    int64_t CQ = spec.getQueryClusters(), CK = spec.getKeyClusters(), T = sched.getThreads();
+    if (isa<SummarizeOp>(op)) {
+      use({"q_centroids", "k_offsets", "k_perm", "summaries"});
+      launch("muse_summarize", "summarize<MuseCfg>", T,
+             "stage 1: summaries of every (query cluster, key cluster)",
+             {constant(CK), heads(true), constant(1)});
+      return success();
+    }
+    if (isa<SelectNearOp>(op)) {
+      use({"summaries", "near"});
+      launch("muse_select_near", "select_near<MuseCfg>", 32,
+             "near field: top near_clusters key clusters per query cluster",
+             {constant(CQ), heads(true), constant(1)});
+      return success();
+    }
+    if (isa<FarFieldOp>(op)) {
+      use({"q_centroids", "q_offsets", "q_perm", "k_offsets", "k_perm", "summaries", "row_lse"});
+      if (spec.getNearClusters() > 0)
+        use({"near"});
+      launch("muse_far_field", "far_field<MuseCfg>", T, "stage 2: far field and exact near field",
+             {constant(CQ), heads(true), constant(1)});
+      return success();
+    }
+    if (isa<DipoleOp>(op)) {
+      use({"q_centroids", "q_offsets", "q_perm", "k_offsets", "k_perm", "summaries", "row_lse"});
+      if (spec.getNearClusters() > 0)
+        use({"near"});
+      launch("muse_dipole", "dipole<MuseCfg>", T, "order-1 correction (dipole)",
+             {constant(CQ), heads(true), constant(1)});
+      return success();
+    }
+    return op->emitOpError() << "cannot be outlined into a muse.plan (not a stage op)";
+  }
+
+  /// Fills `plan` with buffers (MuseParams order), kernels and launches.
+  void emit(PlanOp plan) {
+    OpBuilder b = OpBuilder::atBlockEnd(&plan.getBody().front());
+    Location loc = plan.getLoc();
+    for (const Buffer &buf : allBuffers())
+      if (used.contains(buf.name))
+        b.create<BufferOp>(loc, buf.name, buf.isFloat ? Type(b.getF32Type()) : Type(b.getI32Type()), buf.side,
+                           buf.perN, buf.perM, buf.fixed);
+    llvm::StringSet<> declared;
+    for (const Launch &l : launches)
+      if (declared.insert(l.kernel).second)
+        b.create<KernelOp>(loc, l.kernel, "muse::" + l.instance, l.threads, 0, l.stage);
+    MLIRContext *ctx = plan.getContext();
+    for (const Launch &l : launches)
+      b.create<LaunchOp>(loc, l.kernel, DimAttr::fromDimExpr(ctx, l.grid[0]),
+                         DimAttr::fromDimExpr(ctx, l.grid[1]), DimAttr::fromDimExpr(ctx, l.grid[2]));
+  }
+
+private:
+  static const char *sideName(bool q) { return q ? "muse::Side::Query" : "muse::Side::Key"; }
+  static DimExpr heads(bool q) { return over(q ? Sym::QHeads : Sym::KHeads); }
+
+  /// params.cuh, in field order, with the size formulas of its comment.
+  std::vector<Buffer> allBuffers() const {
+    int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
+    int64_t E = std::max<int64_t>(spec.getNearClusters(), 1);
+    return {{"q_centroids", true, Side::Query, 0, 0, CQ * D},
+            {"k_centroids", true, Side::Key, 0, 0, CK * D},
+            {"q_sums", true, Side::Query, 0, 0, CQ * D},
+            {"k_sums", true, Side::Key, 0, 0, CK * D},
+            {"q_counts", false, Side::Query, 0, 0, CQ},
+            {"k_counts", false, Side::Key, 0, 0, CK},
+            {"q_assign", false, Side::Query, 1, 0, 0},
+            {"k_assign", false, Side::Key, 0, 1, 0},
+            {"q_offsets", false, Side::Query, 0, 0, CQ + 1},
+            {"k_offsets", false, Side::Key, 0, 0, CK + 1},
+            {"q_perm", false, Side::Query, 1, 0, 0},
+            {"k_perm", false, Side::Key, 0, 1, 0},
+            {"summaries", true, Side::Query, 0, 0, CQ * CK * spec.getSummaryWidth()},
+            {"near", false, Side::Query, 0, 0, CQ * E},
+            {"row_lse", true, Side::Query, 1, 0, 0}};
+  }
+
+  LogicalResult addKMeans(Side side) {
+    bool q = side == Side::Query;
+    const char *s = q ? "q" : "k";
+    std::string who = q ? "queries" : "keys";
+    std::string tmpl = std::string("<MuseCfg, ") + sideName(q) + ">";
+    int64_t C = q ? spec.getQueryClusters() : spec.getKeyClusters();
+    use({q ? "q_centroids" : "k_centroids", q ? "q_sums" : "k_sums", q ? "q_counts" : "k_counts",
+         q ? "q_assign" : "k_assign"});
+    launch(std::string("muse_kmeans_init_") + s, "kmeans_init" + tmpl, 256,
+           "k-means init (" + who + ")",
+           {constant((C * spec.getHeadDim() + 255) / 256), heads(q), constant(1)});
+    for (int64_t t = 0; t < spec.getKmeansIters(); ++t) {
+      launch(std::string("muse_kmeans_assign_") + s, "kmeans_assign" + tmpl, 256,
+             "k-means assign (" + who + ")", {over(q ? Sym::N : Sym::M, 256), heads(q), constant(1)});
+      launch(std::string("muse_kmeans_update_") + s, "kmeans_update" + tmpl, spec.getHeadDim(),
+             "k-means update (" + who + ")", {constant(C), heads(q), constant(1)});
+    }
+    return success();
+  }
+
+  void use(std::initializer_list<const char *> names) {
+    for (const char *n : names)
+      used.insert(n);
+  }
+  void launch(std::string kernel, std::string instance, int64_t threads, std::string stage,
+              std::initializer_list<DimExpr> grid) {
+    Launch l{std::move(kernel), std::move(instance), std::move(stage), threads, {}};
+    std::copy(grid.begin(), grid.end(), l.grid);
+    launches.push_back(std::move(l));
+  }
+
+  SpecAttr spec;
+  ScheduleAttr sched;
+  llvm::StringSet<> used;
+  std::vector<Launch> launches;
+};
+
+/// The spec and schedule every stage op of `func` agrees on, or an error.
+LogicalResult outline(func::FuncOp func) {
+  SpecAttr spec;
+  ScheduleAttr sched;
+  SmallVector<Operation *> stages;
+  for (Operation &op : func.getBody().getOps()) {
+    if (isa<AttentionOp>(op))
+      return op.emitOpError() << "must be decomposed before outlining (run muse-decompose first)";
+    SpecAttr opSpec = op.getAttrOfType<SpecAttr>("spec");
+    if (!opSpec)
+      continue;
+    if (spec && opSpec != spec)
+      return op.emitOpError() << "has a different spec than the other stages of @"
+                              << func.getSymName() << "; one plan has one spec";
+    spec = opSpec;
+    if (auto s = op.getAttrOfType<ScheduleAttr>("schedule")) {
+      if (sched && s != sched)
+        return op.emitOpError() << "has a different schedule than the other stages of @"
+                                << func.getSymName();
+      sched = s;
+    } else if (isa<SummarizeOp, FarFieldOp, DipoleOp>(op)) {
+      return op.emitOpError() << "has no schedule (run muse-schedule before muse-outline)";
+    }
+    stages.push_back(&op);
+  }
+  if (!spec)
+    return success(); // not a muse function: left alone
+  if (!sched)
+    return func.emitOpError() << "has no scheduled stage (summarize, far_field or dipole) to outline";
+  PlanBuilder builder(spec, sched);
+  for (Operation *op : stages)
+    if (failed(builder.add(op)))
+      return failure();
+  OpBuilder b(func);
+  auto plan = b.create<PlanOp>(func.getLoc(), func.getSymName(), spec, sched);
+  builder.emit(plan);
+  func.erase();
+  return success();
+}
+
+struct MuseOutline : public mlir::muse::impl::MuseOutlineBase<MuseOutline> {
+  void runOnOperation() override {
+    SmallVector<func::FuncOp> funcs(getOperation().getOps<func::FuncOp>());
+    for (func::FuncOp func : funcs)
+      if (failed(outline(func)))
+        return signalPassFailure();
+  }
+};
+} // namespace

@@ -1,0 +1,42 @@
+//===- Schedule.cpp - Tile sizes and threads for the target ---------------===//
+#include "muse/Dialect/Muse/Transforms/Passes.h"
+
+namespace mlir::muse {
+#define GEN_PASS_DEF_MUSESCHEDULE
+#include "muse/Dialect/Muse/Transforms/Passes.h.inc"
+} // namespace mlir::muse
+
+using namespace mlir;
+using namespace mlir::muse;
+
+namespace {
+/// Defaults, overridden field by field by the spec's tiling section:
+/// - threads: 128; 256 on sm_90 and newer when a head is 128 wide, where the
+///   larger register file and shared memory keep two wide tiles resident.
+/// - block_q: 64 queries per tile; block_k: 64 keys per tile, 32 when
+///   D + Dv > 128 so a key and a value tile still fit in 48 KB of static
+///   shared memory next to the query tile.
+ScheduleAttr chooseSchedule(SpecAttr spec) {
+  int64_t wide = std::max(spec.getHeadDim(), spec.getValueDim());
+  int64_t threads = (spec.getArchNumber() >= 90 && wide >= 128) ? 256 : 128;
+  if (spec.getWarps() > 0)
+    threads = spec.getWarps() * 32;
+  int64_t blockQ = spec.getBlockQ() > 0 ? spec.getBlockQ() : 64;
+  int64_t blockK = spec.getBlockK() > 0 ? spec.getBlockK()
+                                        : (spec.getHeadDim() + spec.getValueDim() > 128 ? 32 : 64);
+  return ScheduleAttr::get(spec.getContext(), blockQ, blockK, threads);
+}
+
+struct MuseSchedule : public mlir::muse::impl::MuseScheduleBase<MuseSchedule> {
+  void runOnOperation() override {
+    getOperation()->walk([](Operation *op) {
+      if (auto s = dyn_cast<SummarizeOp>(op))
+        s.setScheduleAttr(chooseSchedule(s.getSpec()));
+      else if (auto f = dyn_cast<FarFieldOp>(op))
+        f.setScheduleAttr(chooseSchedule(f.getSpec()));
+      else if (auto d = dyn_cast<DipoleOp>(op))
+        d.setScheduleAttr(chooseSchedule(d.getSpec()));
+    });
+  }
+};
+} // namespace
