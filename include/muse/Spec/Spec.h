@@ -3,8 +3,8 @@
 // A spec is the short YAML document a user writes to describe one attention
 // layer (see README.md, "The spec"). `parseSpec` turns it into a validated
 // `Spec`; every error carries file:line:col, the field, the bad value and what
-// is allowed. `canonicalSpec` prints the one canonical form (sorted, defaults
-// filled in) that the compiler cache keys on.
+// is allowed. `canonicalSpec` prints the one canonical form (fixed field order,
+// defaults filled in) that the compiler cache keys on.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_SPEC_SPEC_H
@@ -29,7 +29,8 @@ struct SpecDiagnostic {
   SourceLoc loc;
   std::string field;   // dotted path, e.g. "clustering.query_clusters"
   std::string message; // full sentence: names the bad value and what is allowed
-  /// "file:line:col: error: message"
+  /// "file:line:col: error: field: message"; the location parts that are
+  /// unknown (empty file, line 0) are left out.
   std::string str() const;
 };
 
@@ -61,9 +62,16 @@ struct Spec {
 
   /// The scale actually used: `scale` or 1/sqrt(headDim).
   double effectiveScale() const;
-  /// Compute capability as an integer, e.g. 90 for "sm_90".
+  /// Compute capability as an integer, e.g. 90 for "sm_90" and "sm_90a"; 0
+  /// when `arch` is not a known architecture.
   int archNumber() const;
 };
+
+/// Field-by-field equality. The causal fields take part even when `causal` is
+/// false, so a spec built in code with non-default causal fields differs from
+/// the one parsed back from its canonical text (which omits them).
+bool operator==(const Spec &a, const Spec &b);
+inline bool operator!=(const Spec &a, const Spec &b) { return !(a == b); }
 
 const char *dtypeName(DType t); // "bf16", "f16", "f32"
 
@@ -74,6 +82,10 @@ struct SpecResult {
 };
 
 /// Parses and validates YAML text. `file` is used in diagnostics only.
+/// Typing is strict: integers are plain decimal numbers, booleans exactly
+/// `true` or `false` (not yes/no/on/off), a quoted value is a string, and a
+/// missing value (`head_dim:`) is an error. All errors of the document are
+/// returned, in document order. Never throws.
 SpecResult parseSpec(const std::string &yamlText, const std::string &file = "<string>");
 /// Reads and parses a file; an unreadable file is a diagnostic, not an exception.
 SpecResult parseSpecFile(const std::string &path);
@@ -83,9 +95,19 @@ std::vector<SpecDiagnostic> validateSpec(const Spec &spec);
 /// result gives back an equal Spec; equal Specs give identical text.
 std::string canonicalSpec(const Spec &spec);
 /// Applies "section.field=value" overrides (as given on the muse-gen command
-/// line or from Python keywords) on top of YAML text, then parses.
+/// line or from Python keywords) on top of YAML text, then parses. The value
+/// is read as YAML ("32", "true", "bf16"); a later override of the same field
+/// wins. Diagnostics about an overridden value carry the file "<override>" and
+/// name the override in the message.
 SpecResult parseSpecWithOverrides(const std::string &yamlText, const std::string &file,
                                   const std::vector<std::string> &overrides);
+
+/// The table of every section and field with its default and allowed values,
+/// one line per field ("clustering.query_clusters: an integer from 1 to 1024
+/// (default 64)"), for `muse-gen check --help` and `muse-gen env`.
+std::string describeAllowed();
+/// Allowed target architectures, e.g. {"sm_80", ..., "sm_90", "sm_90a", ...}.
+const std::vector<std::string> &supportedArchs();
 
 } // namespace muse
 
