@@ -1,10 +1,16 @@
 //===- Engine.h - libmuse C++ API -----------------------------------------===//
 //
 //   muse::Engine engine;                       // NVRTC + driver + cache
-//   auto att = engine.build(muse::SpecSource::file("specs/acausal_d64.yaml"));
-//   if (!att) { puts(att.error().c_str()); ... }
-//   size_t ws = att->workspaceBytes(shape);
-//   muse::Status s = att->forward(args, stream);
+//   muse::Status st;
+//   auto att = engine.buildFromFile("specs/acausal_d64.yaml", st);
+//   if (!att) { puts(st.message.c_str()); ... }
+//   int64_t ws = att->workspaceBytes(shape);
+//   st = att->forward(args, stream);
+//
+// Two steps, so that everything but running kernels works without a GPU:
+// `compile` (spec -> CUDA source -> NVRTC cubin, through the cache; no driver
+// needed: `muse-gen build`) and `build` (compile, then load the cubin into
+// the current CUDA context and resolve the kernels of the plan).
 //
 // Every failure is a Status with a message; nothing here aborts or throws
 // across the API.
@@ -56,16 +62,54 @@ struct ForwardArgs {
 };
 
 class Attention; // a compiled spec: module loaded, plan ready
+class DiskCache;
+struct CacheConfig;
+
+/// A spec compiled to a cubin; no GPU involved.
+struct CompiledSpec {
+  Spec spec;
+  std::string key;           // the cache key (SHA-256, hex)
+  LaunchPlan plan;           // stored with the cubin: the two always match
+  std::string cubin;         // SASS for spec.arch
+  std::string resourceUsage; // ptxas report: registers, spills, shared memory per kernel
+  bool fromDiskCache = false;
+};
 
 class Engine {
 public:
+  /// The cache as configured by the environment (see muse/Runtime/Cache.h).
   Engine();
+  explicit Engine(const CacheConfig &cache);
   ~Engine();
-  /// Builds (or loads from the cache) the kernels of a spec. The error text of
-  /// a failure is in `status`.
+  Engine(const Engine &) = delete;
+  Engine &operator=(const Engine &) = delete;
+
+  /// Compiles a spec to a cubin (or loads it from the memory or disk cache).
+  /// Works without a driver or GPU.
+  std::shared_ptr<const CompiledSpec> compile(const Spec &spec, Status &status);
+  /// The PTX of a spec (for `muse-gen emit --emit=ptx`; never cached, never
+  /// what runs: kernels always run from the cubin).
+  Status ptx(const Spec &spec, std::string &out);
+
+  /// Compiles, then loads the kernels into the current CUDA context (the
+  /// primary context of device 0 when none is current). Without a driver or
+  /// GPU this fails with NoDevice after compiling and caching. The same spec
+  /// in the same context gives the same Attention.
   std::shared_ptr<Attention> build(const Spec &spec, Status &status);
+  /// The loading half of build: `compiled` (from compile(), or made by hand
+  /// in tests) into the current context.
+  std::shared_ptr<Attention> load(std::shared_ptr<const CompiledSpec> compiled, Status &status);
   std::shared_ptr<Attention> buildFromFile(const std::string &path, Status &status);
   std::shared_ptr<Attention> buildFromString(const std::string &yaml, Status &status);
+  /// YAML plus "section.field=value" overrides (Python keywords, CLI flags).
+  std::shared_ptr<Attention> buildFromString(const std::string &yaml,
+                                             const std::vector<std::string> &overrides,
+                                             Status &status);
+
+  /// The disk cache, for `muse-gen cache ls|clear|verify` and `muse-gen env`.
+  DiskCache &cache();
+  /// Number of NVRTC compilations this engine ran (not cache hits).
+  int64_t compilations() const;
 
 private:
   struct Impl;

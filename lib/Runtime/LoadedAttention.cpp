@@ -1,0 +1,191 @@
+//===- LoadedAttention.cpp - Module loading and the forward launch --------===//
+
+#include "LoadedAttention.h"
+
+#include "muse/Runtime/CudaDriver.h"
+#include "muse/Runtime/Params.h"
+#include "muse/params.cuh"
+
+#include <map>
+
+namespace muse {
+namespace {
+
+/// Above this, a kernel's dynamic shared memory must be opted into.
+constexpr int kDefaultSharedLimit = 48 * 1024;
+
+class LoadedAttention final : public Attention {
+public:
+  LoadedAttention(std::shared_ptr<const CompiledSpec> compiled, CUcontext ctx)
+      : compiled_(std::move(compiled)), ctx_(ctx) {}
+
+  ~LoadedAttention() override {
+    if (!module_)
+      return;
+    // Unload in the context it was loaded into, then restore the caller's.
+    CudaDriver &d = CudaDriver::get();
+    CUcontext prev = nullptr;
+    d.cuCtxGetCurrent(&prev);
+    if (prev != ctx_)
+      d.cuCtxSetCurrent(ctx_);
+    d.cuModuleUnload(module_);
+    if (prev != ctx_)
+      d.cuCtxSetCurrent(prev);
+  }
+
+  Status load() {
+    CudaDriver &d = CudaDriver::get();
+    const Spec &spec = compiled_->spec;
+    if (Status s = checkPlanBuffers(compiled_->plan); !s.ok())
+      return s;
+    CUdevice dev;
+    if (Status s = d.check(d.cuCtxGetDevice(&dev), "cuCtxGetDevice"); !s.ok())
+      return s;
+    int major = 0, minor = 0, optin = 0;
+    d.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+    d.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+    d.cuDeviceGetAttribute(&optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev);
+    if (major * 10 + minor != spec.archNumber()) {
+      char name[256] = {0};
+      d.cuDeviceGetName(name, sizeof(name) - 1, dev);
+      std::string devArch = "sm_" + std::to_string(major * 10 + minor);
+      return {StatusCode::InvalidArgument,
+              "spec '" + spec.name + "' targets " + spec.arch + " but the current device (" +
+                  name + ") is " + devArch + "; set target.arch: " + devArch +
+                  " (or pass target.arch=" + devArch + " as an override)"};
+    }
+    if (Status s = d.check(d.cuModuleLoadData(&module_, compiled_->cubin.data()),
+                           "cuModuleLoadData");
+        !s.ok())
+      return s;
+    std::map<std::string, CUfunction> byName;
+    for (const KernelLaunch &l : compiled_->plan.launches) {
+      CUfunction f = byName[l.kernel];
+      if (!f) {
+        CUresult r = d.cuModuleGetFunction(&f, module_, l.kernel.c_str());
+        if (r != CUDA_SUCCESS)
+          return {StatusCode::Internal, "kernel '" + l.kernel +
+                                            "' of the launch plan is not in the module of "
+                                            "spec '" + spec.name + "' (" +
+                                            d.check(r, "cuModuleGetFunction").message + ")"};
+        byName[l.kernel] = f;
+      }
+      int maxThreads = 0;
+      d.cuFuncGetAttribute(&maxThreads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f);
+      if (l.block < 1 || l.block > maxThreads)
+        return {StatusCode::Internal, "kernel '" + l.kernel + "' is launched with " +
+                                          std::to_string(l.block) +
+                                          " threads but was compiled for at most " +
+                                          std::to_string(maxThreads)};
+      if (l.sharedBytes > kDefaultSharedLimit) {
+        if (l.sharedBytes > optin)
+          return {StatusCode::InvalidArgument,
+                  "kernel '" + l.kernel + "' needs " + std::to_string(l.sharedBytes) +
+                      " bytes of shared memory; this device allows " + std::to_string(optin) +
+                      " (use smaller tiles)"};
+        if (Status s = d.check(
+                d.cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                     l.sharedBytes),
+                "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
+            !s.ok())
+          return s;
+      }
+      functions_.push_back(f);
+    }
+    return Status::success();
+  }
+
+  const Spec &spec() const override { return compiled_->spec; }
+  const LaunchPlan &plan() const override { return compiled_->plan; }
+  int64_t workspaceBytes(const Shape &shape) const override {
+    return compiled_->plan.workspaceBytes(shape);
+  }
+
+  Status forward(const ForwardArgs &args, void *stream) override {
+    CudaDriver &d = CudaDriver::get();
+    MuseParams params;
+    if (Status s = fillParams(compiled_->spec, compiled_->plan, args, params); !s.ok())
+      return s;
+    CUcontext current = nullptr;
+    d.cuCtxGetCurrent(&current);
+    if (!current) {
+      if (Status s = d.check(d.cuCtxSetCurrent(ctx_), "cuCtxSetCurrent"); !s.ok())
+        return s;
+    } else if (current != ctx_) {
+      return {StatusCode::InvalidArgument,
+              "spec '" + compiled_->spec.name +
+                  "' was loaded in another CUDA context than the current one (another "
+                  "device?); build one Attention per device, with that device current"};
+    }
+    CUstream s = static_cast<CUstream>(stream);
+    void *kernelArgs[] = {&params};
+    const LaunchPlan &plan = compiled_->plan;
+    for (size_t i = 0; i < plan.launches.size(); ++i) {
+      const KernelLaunch &l = plan.launches[i];
+      unsigned grid[3];
+      if (Status st = launchGrid(l, args.shape, grid); !st.ok())
+        return st;
+      CUresult r = d.cuLaunchKernel(functions_[i], grid[0], grid[1], grid[2], unsigned(l.block),
+                                    1, 1, unsigned(l.sharedBytes), s, kernelArgs, nullptr);
+      if (r != CUDA_SUCCESS)
+        return d.check(r, ("cuLaunchKernel(" + l.kernel + ")").c_str());
+    }
+    const Shape &sh = args.shape;
+    if (args.queryAssign)
+      if (Status st = copyBuffer(params.q_assign, args.queryAssign, sh.B * sh.H * sh.N, s);
+          !st.ok())
+        return st;
+    if (args.keyAssign)
+      if (Status st = copyBuffer(params.k_assign, args.keyAssign, sh.B * sh.Hkv * sh.M, s);
+          !st.ok())
+        return st;
+    return Status::success();
+  }
+
+private:
+  static Status copyBuffer(const int *from, int32_t *to, int64_t count, CUstream s) {
+    CudaDriver &d = CudaDriver::get();
+    return d.check(d.cuMemcpyDtoDAsync(reinterpret_cast<CUdeviceptr>(to),
+                                       reinterpret_cast<CUdeviceptr>(from),
+                                       size_t(count) * sizeof(int32_t), s),
+                   "cuMemcpyDtoDAsync (partitions)");
+  }
+
+  std::shared_ptr<const CompiledSpec> compiled_;
+  CUcontext ctx_;
+  CUmodule module_ = nullptr;
+  std::vector<CUfunction> functions_; // one per launch, in plan order
+};
+
+} // namespace
+
+Status currentContext(CUcontext &ctx) {
+  CudaDriver &d = CudaDriver::get();
+  if (!d.available().ok())
+    return d.available();
+  ctx = nullptr;
+  if (Status s = d.check(d.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent"); !s.ok())
+    return s;
+  if (ctx)
+    return Status::success();
+  CUdevice dev;
+  if (Status s = d.check(d.cuDeviceGet(&dev, 0), "cuDeviceGet(0)"); !s.ok())
+    return s;
+  // Retained for the life of the process: modules loaded into it must outlive
+  // every Attention, and the runtime API (PyTorch) shares the same context.
+  if (Status s = d.check(d.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+      !s.ok())
+    return s;
+  return d.check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+}
+
+std::shared_ptr<Attention> loadAttention(std::shared_ptr<const CompiledSpec> compiled,
+                                         CUcontext ctx, Status &status) {
+  auto att = std::make_shared<LoadedAttention>(std::move(compiled), ctx);
+  status = att->load();
+  if (!status.ok())
+    return nullptr;
+  return att;
+}
+
+} // namespace muse
