@@ -1,0 +1,285 @@
+#include "muse/Check/Verify.h"
+
+#include "muse/Check/HostTypes.h"
+#include "muse/Reference/Reference.h"
+#include "muse/Runtime/CudaDriver.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <sstream>
+
+namespace muse::check {
+namespace {
+
+/// A device allocation freed on scope exit.
+class DeviceBuffer {
+public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer &) = delete;
+  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
+  ~DeviceBuffer() {
+    if (ptr_)
+      CudaDriver::get().cuMemFree(ptr_);
+  }
+  Status allocate(size_t bytes) {
+    auto &drv = CudaDriver::get();
+    return drv.check(drv.cuMemAlloc(&ptr_, std::max<size_t>(bytes, 1)), "cuMemAlloc");
+  }
+  Status upload(const std::string &bytes) {
+    auto &drv = CudaDriver::get();
+    return drv.check(drv.cuMemcpyHtoD(ptr_, bytes.data(), bytes.size()), "cuMemcpyHtoD");
+  }
+  template <class T> Status download(std::vector<T> &out, size_t count) {
+    out.resize(count);
+    auto &drv = CudaDriver::get();
+    return drv.check(drv.cuMemcpyDtoH(out.data(), ptr_, count * sizeof(T)), "cuMemcpyDtoH");
+  }
+  void *get() const { return reinterpret_cast<void *>(ptr_); }
+
+private:
+  CUdeviceptr ptr_ = 0;
+};
+
+#define MUSE_TRY(expr)                                                                   \
+  do {                                                                                   \
+    Status _st = (expr);                                                                 \
+    if (!_st.ok())                                                                       \
+      return _st;                                                                        \
+  } while (0)
+
+/// Points of head-major rows [heads][n][dim]. Well-separated: point p of a
+/// head belongs to mixture component j with p in [floor(j*n/C), floor((j+1)*n/C)),
+/// so the strided k-means initialisation picks one point of every component.
+std::vector<double> makeInputs(std::mt19937_64 &rng, InputKind kind, int64_t heads, int64_t n,
+                               int64_t dim, int components, double pointScale) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> x(static_cast<size_t>(heads * n * dim));
+  if (kind == InputKind::Gaussian) {
+    for (double &e : x)
+      e = normal(rng);
+    return x;
+  }
+  int64_t c = std::min<int64_t>(components, n);
+  std::vector<double> centers(static_cast<size_t>(c * dim));
+  for (int64_t h = 0; h < heads; ++h) {
+    for (double &e : centers)
+      e = 3.0 * normal(rng);
+    int64_t j = 0;
+    for (int64_t p = 0; p < n; ++p) {
+      while (j + 1 < c && p >= (j + 1) * n / c)
+        ++j;
+      for (int64_t d = 0; d < dim; ++d)
+        x[(h * n + p) * dim + d] = (centers[j * dim + d] + 0.05 * normal(rng)) / pointScale;
+    }
+  }
+  return x;
+}
+
+double sumSq(const std::vector<double> &a) {
+  double s = 0;
+  for (double e : a)
+    s += e * e;
+  return s;
+}
+
+} // namespace
+
+double referenceTolerance(const Spec &spec) { return spec.dtype == DType::F32 ? 1e-5 : 2e-2; }
+
+std::string VerifyReport::str() const {
+  std::ostringstream os;
+  os.precision(3);
+  os << std::scientific;
+  os << "shape B=" << shape.B << " H=" << shape.H << " Hkv=" << shape.Hkv << " N=" << shape.N
+     << " M=" << shape.M << " seed=" << seed << "\n";
+  os << "kernel vs CPU reference on the kernel's partitions: rel L2 " << relL2VsReference
+     << ", max abs " << maxAbsVsReference << ", lse max abs " << lseMaxAbsVsReference << "\n";
+  os << "relative squared error vs exact attention: kernel " << relSqErrVsExact
+     << ", reference " << referenceRelSqErrVsExact << "\n";
+  if (queryAssignMismatches >= 0)
+    os << "partition mismatches vs reference k-means: queries " << queryAssignMismatches
+       << ", keys " << keyAssignMismatches << "\n";
+  if (!outputsFinite)
+    os << "NON-FINITE values in the kernel output\n";
+  if (medianMs > 0) {
+    os << std::fixed;
+    os << "forward median " << medianMs << " ms\n";
+  }
+  return os.str();
+}
+
+Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &options,
+                     VerifyReport &report) {
+  Shape shape = options.shape;
+  if (shape.Hkv == 0)
+    shape.Hkv = shape.H / std::max(1, spec.kvHeadsRatio);
+  if (shape.Hkv <= 0 || shape.H % shape.Hkv != 0 || shape.H / shape.Hkv != spec.kvHeadsRatio)
+    return {StatusCode::InvalidArgument,
+            "verify: H=" + std::to_string(shape.H) + " does not fit kv_heads_ratio " +
+                std::to_string(spec.kvHeadsRatio) + " of the spec"};
+  report = VerifyReport();
+  report.shape = shape;
+  report.seed = options.seed ? options.seed : std::random_device{}() * 0x9e3779b97f4a7c15ull + 1;
+
+  Status st;
+  auto attention = engine.build(spec, st);
+  if (!attention)
+    return st;
+
+  const int64_t D = spec.headDim, Dv = spec.valueDim;
+  ref::RefShape rs{shape.B, shape.H, shape.Hkv, shape.N, shape.M, D, Dv};
+  std::mt19937_64 rng(report.seed);
+  double scale = spec.effectiveScale();
+  auto q = makeInputs(rng, options.inputs, shape.B * shape.H, shape.N, D, spec.queryClusters,
+                      scale * std::sqrt(double(D)));
+  auto k = makeInputs(rng, options.inputs, shape.B * shape.Hkv, shape.M, D, spec.keyClusters,
+                      std::sqrt(double(D)));
+  auto v = makeInputs(rng, InputKind::Gaussian, shape.B * shape.Hkv, shape.M, Dv, 1, 1.0);
+  std::string qBytes, kBytes, vBytes;
+  roundTo(spec.dtype, q, qBytes);
+  roundTo(spec.dtype, k, kBytes);
+  roundTo(spec.dtype, v, vBytes);
+
+  DeviceBuffer dq, dk, dv, dO, dLse, dWs, dQa, dKa;
+  int64_t oCount = rs.oSize(), lseCount = rs.lseSize();
+  int64_t ws = attention->workspaceBytes(shape);
+  MUSE_TRY(dq.allocate(qBytes.size()));
+  MUSE_TRY(dk.allocate(kBytes.size()));
+  MUSE_TRY(dv.allocate(vBytes.size()));
+  MUSE_TRY(dO.allocate(oCount * 4));
+  MUSE_TRY(dLse.allocate(lseCount * 4));
+  MUSE_TRY(dWs.allocate(ws));
+  MUSE_TRY(dQa.allocate(shape.B * shape.H * shape.N * 4));
+  MUSE_TRY(dKa.allocate(shape.B * shape.Hkv * shape.M * 4));
+  MUSE_TRY(dq.upload(qBytes));
+  MUSE_TRY(dk.upload(kBytes));
+  MUSE_TRY(dv.upload(vBytes));
+
+  auto &drv = CudaDriver::get();
+  // Poison outputs and workspace (0xFF bytes are NaN in f32, -1 in i32).
+  for (auto *b : {&dO, &dLse, &dWs})
+    MUSE_TRY(drv.check(drv.cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(b->get()), 0xFF,
+                                           b == &dO ? oCount * 4 : b == &dLse ? lseCount * 4 : ws,
+                                           nullptr),
+                       "cuMemsetD8Async"));
+
+  ForwardArgs args;
+  args.shape = shape;
+  args.q = dq.get();
+  args.k = dk.get();
+  args.v = dv.get();
+  args.o = static_cast<float *>(dO.get());
+  args.lse = static_cast<float *>(dLse.get());
+  int64_t qS[3] = {shape.H * shape.N * D, shape.N * D, D};
+  int64_t kS[3] = {shape.Hkv * shape.M * D, shape.M * D, D};
+  int64_t vS[3] = {shape.Hkv * shape.M * Dv, shape.M * Dv, Dv};
+  int64_t oS[3] = {shape.H * shape.N * Dv, shape.N * Dv, Dv};
+  std::copy(qS, qS + 3, args.qStride);
+  std::copy(kS, kS + 3, args.kStride);
+  std::copy(vS, vS + 3, args.vStride);
+  std::copy(oS, oS + 3, args.oStride);
+  args.workspace = dWs.get();
+  args.workspaceBytes = ws;
+  args.queryAssign = static_cast<int32_t *>(dQa.get());
+  args.keyAssign = static_cast<int32_t *>(dKa.get());
+  MUSE_TRY(attention->forward(args, nullptr));
+  MUSE_TRY(drv.check(drv.cuCtxSynchronize(), "kernel execution (cuCtxSynchronize)"));
+
+  std::vector<float> o, lse;
+  std::vector<int32_t> qa, ka;
+  MUSE_TRY(dO.download(o, oCount));
+  MUSE_TRY(dLse.download(lse, lseCount));
+  MUSE_TRY(dQa.download(qa, shape.B * shape.H * shape.N));
+  MUSE_TRY(dKa.download(ka, shape.B * shape.Hkv * shape.M));
+
+  if (options.timedRuns > 0) {
+    CUevent start, stop;
+    MUSE_TRY(drv.check(drv.cuEventCreate(&start, 0), "cuEventCreate"));
+    MUSE_TRY(drv.check(drv.cuEventCreate(&stop, 0), "cuEventCreate"));
+    std::vector<float> times;
+    for (int r = 0; r < options.timedRuns + 2; ++r) {
+      drv.cuEventRecord(start, nullptr);
+      MUSE_TRY(attention->forward(args, nullptr));
+      drv.cuEventRecord(stop, nullptr);
+      MUSE_TRY(drv.check(drv.cuEventSynchronize(stop), "cuEventSynchronize"));
+      float ms = 0;
+      drv.cuEventElapsedTime(&ms, start, stop);
+      if (r >= 2) // the first two are warm-up
+        times.push_back(ms);
+    }
+    drv.cuEventDestroy(start);
+    drv.cuEventDestroy(stop);
+    std::sort(times.begin(), times.end());
+    report.medianMs = times[times.size() / 2];
+  }
+
+  for (float x : o)
+    report.outputsFinite = report.outputsFinite && std::isfinite(x);
+  for (float x : lse)
+    report.outputsFinite = report.outputsFinite && std::isfinite(x);
+
+  ref::MuseConfig cfg;
+  cfg.causal = spec.causal;
+  cfg.queryClusters = spec.queryClusters;
+  cfg.keyClusters = spec.keyClusters;
+  cfg.kmeansIters = spec.kmeansIters;
+  cfg.order = spec.order;
+  cfg.nearClusters = spec.nearClusters;
+  cfg.blockSize = spec.blockSize;
+  cfg.windowBlocks = spec.windowBlocks;
+  cfg.scale = scale;
+
+  ref::Partitions parts;
+  parts.query = qa;
+  parts.key = ka;
+  ref::MuseForwardResult onKernel;
+  ref::RefStatus rst = ref::museForward(cfg, rs, q, k, v, &parts, onKernel);
+  if (!rst)
+    return {StatusCode::InvalidArgument,
+            "reference rejected the kernel's partitions: " + rst.message};
+
+  double diff = 0, maxAbs = 0, lseMax = 0;
+  for (int64_t i = 0; i < oCount; ++i) {
+    double d = o[i] - onKernel.o[i];
+    diff += d * d;
+    maxAbs = std::max(maxAbs, std::abs(d));
+  }
+  for (int64_t i = 0; i < lseCount; ++i)
+    lseMax = std::max(lseMax, std::abs(lse[i] - onKernel.lse[i]));
+  double refNorm = sumSq(onKernel.o);
+  report.relL2VsReference = std::sqrt(diff / std::max(refNorm, 1e-300));
+  report.maxAbsVsReference = maxAbs;
+  report.lseMaxAbsVsReference = lseMax;
+  if (!report.outputsFinite)
+    report.relL2VsReference = INFINITY;
+
+  ref::ForwardResult exact;
+  rst = ref::exactForward(rs, spec.causal, scale, q, k, v, exact);
+  if (!rst)
+    return {StatusCode::Internal, "exact reference failed: " + rst.message};
+  double exactNorm = std::max(sumSq(exact.o), 1e-300), e1 = 0, e2 = 0;
+  for (int64_t i = 0; i < oCount; ++i) {
+    e1 += (o[i] - exact.o[i]) * (o[i] - exact.o[i]);
+    e2 += (onKernel.o[i] - exact.o[i]) * (onKernel.o[i] - exact.o[i]);
+  }
+  report.relSqErrVsExact = e1 / exactNorm;
+  report.referenceRelSqErrVsExact = e2 / exactNorm;
+
+  if (options.comparePartitions) {
+    ref::MuseForwardResult own;
+    rst = ref::museForward(cfg, rs, q, k, v, nullptr, own);
+    if (!rst)
+      return {StatusCode::Internal, "reference k-means failed: " + rst.message};
+    report.queryAssignMismatches = 0;
+    report.keyAssignMismatches = 0;
+    for (size_t i = 0; i < qa.size(); ++i)
+      report.queryAssignMismatches += qa[i] != own.partitions.query[i];
+    for (size_t i = 0; i < ka.size(); ++i)
+      report.keyAssignMismatches += ka[i] != own.partitions.key[i];
+  }
+  return Status::success();
+}
+
+} // namespace muse::check
