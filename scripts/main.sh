@@ -10,7 +10,10 @@ spec="${1:-$root/specs/default.yaml}"
 bash "$root/scripts/build.sh"
 gen="$build/bin/muse-gen"
 "$gen" check "$spec"
-"$gen" emit "$spec" --emit=lowered | head -n 40
+lowered="$build/$(basename "$spec" .yaml).lowered.mlir"
+"$gen" emit "$spec" --emit=lowered -o "$lowered"
+echo "main: lowered IR in $lowered; its launch plan:"
+grep -E "muse\.(kernel|launch)" "$lowered"
 "$gen" build "$spec" --resource-usage
 if "$gen" env --has-gpu >/dev/null 2>&1; then
   "$gen" verify "$spec"
