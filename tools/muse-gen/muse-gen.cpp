@@ -124,18 +124,7 @@ bool writeOutput(const std::string &path, const std::string &bytes, std::string 
   return true;
 }
 
-int cmdCheck(int argc, char **argv) {
-  std::vector<OptionSpec> opts{kSet, kArch, {"canonical", false, "print each spec's canonical form"},
-                               kHelp};
-  Args args;
-  std::string err;
-  if (!parseArgs(argc, argv, 2, opts, args, err))
-    return fail(err);
-  if (args.has("help")) {
-    printHelp("check SPEC... [options]", "Validates specs; prints every error with file:line:col.",
-              opts);
-    return 0;
-  }
+int cmdCheck(const Args &args) {
   if (args.positional.empty())
     return fail("check needs at least one spec file (see muse-gen check --help)");
   bool ok = true;
@@ -153,22 +142,8 @@ int cmdCheck(int argc, char **argv) {
   return ok ? 0 : 1;
 }
 
-int cmdEmit(int argc, char **argv) {
-  std::vector<OptionSpec> opts{{"emit", true, "mlir | lowered | cuda | host | ptx | cubin"},
-                               {"o", true, "output file (default: standard output)"},
-                               kSet, kArch, kHelp};
-  Args args;
+int cmdEmit(const Args &args) {
   std::string err;
-  if (!parseArgs(argc, argv, 2, opts, args, err))
-    return fail(err);
-  if (args.has("help")) {
-    printHelp("emit SPEC --emit=KIND [-o FILE] [options]",
-              "Prints one stage of the pipeline: the imported muse IR (mlir), the IR after\n"
-              "decompose, schedule and outline (lowered), the CUDA translation unit (cuda),\n"
-              "the host launcher (host), or NVRTC's PTX or cubin for the spec's arch.",
-              opts);
-    return 0;
-  }
   if (args.positional.size() != 1)
     return fail("emit needs exactly one spec file (see muse-gen emit --help)");
   std::string kind = args.get("emit");
@@ -215,21 +190,7 @@ int cmdEmit(int argc, char **argv) {
   return 0;
 }
 
-int cmdBuild(int argc, char **argv) {
-  std::vector<OptionSpec> opts{
-      {"resource-usage", false, "print registers, spills and shared memory of every kernel"},
-      kSet, kArch, kHelp};
-  Args args;
-  std::string err;
-  if (!parseArgs(argc, argv, 2, opts, args, err))
-    return fail(err);
-  if (args.has("help")) {
-    printHelp("build SPEC... [options]",
-              "Compiles specs with NVRTC to cubins for their arch and stores them in the cache\n"
-              "(ahead of time: a later run loads them without compiling). Needs no GPU.",
-              opts);
-    return 0;
-  }
+int cmdBuild(const Args &args) {
   if (args.positional.empty())
     return fail("build needs at least one spec file (see muse-gen build --help)");
   Engine engine;
@@ -259,28 +220,8 @@ int cmdBuild(int argc, char **argv) {
   return ok ? 0 : 1;
 }
 
-int cmdVerify(int argc, char **argv) {
-  std::vector<OptionSpec> opts{{"batch", true, "B (default 1)"},
-                               {"heads", true, "query heads H (default 2 x kv_heads_ratio)"},
-                               {"seq", true, "queries per head N (default 2000)"},
-                               {"kv-seq", true, "keys per head M (default: N)"},
-                               {"seed", true, "random seed (default: fresh, printed)"},
-                               {"well-separated", false,
-                                "clustered inputs; also require partitions equal to the reference's"},
-                               {"timed-runs", true, "also time the forward (median of this many)"},
-                               kSet, kArch, kHelp};
-  Args args;
+int cmdVerify(const Args &args) {
   std::string err;
-  if (!parseArgs(argc, argv, 2, opts, args, err))
-    return fail(err);
-  if (args.has("help")) {
-    printHelp("verify SPEC [options]",
-              "On a GPU: runs the kernels on random inputs and compares them with the CPU\n"
-              "reference (double) on the kernel's own partitions, then with exact attention.\n"
-              "Exit status 1 when the kernel is outside the tolerance.",
-              opts);
-    return 0;
-  }
   if (args.positional.size() != 1)
     return fail("verify needs exactly one spec file (see muse-gen verify --help)");
   Spec spec;
@@ -330,20 +271,9 @@ std::string formatTime(int64_t t) {
   return buf;
 }
 
-int cmdCache(int argc, char **argv) {
-  std::vector<OptionSpec> opts{kHelp};
-  Args args;
-  std::string err;
-  if (!parseArgs(argc, argv, 2, opts, args, err))
-    return fail(err);
-  if (args.has("help") || args.positional.size() != 1) {
-    printHelp("cache ls|clear|verify",
-              "ls: list entries; clear: remove every entry; verify: read and checksum every\n"
-              "entry (exit status 1 if any is corrupt). The directory is MUSE_CACHE_DIR, else\n"
-              "$XDG_CACHE_HOME/muse, else ~/.cache/muse.",
-              opts);
-    return args.has("help") ? 0 : 1;
-  }
+int cmdCache(const Args &args) {
+  if (args.positional.size() != 1)
+    return fail("cache needs one of: ls, clear, verify (see muse-gen cache --help)");
   DiskCache cache(CacheConfig::fromEnvironment());
   const std::string &what = args.positional[0];
   if (cache.config().dir.empty())
@@ -379,17 +309,7 @@ int cmdCache(int argc, char **argv) {
   return fail("unknown cache command '" + what + "'; allowed: ls, clear, verify");
 }
 
-int cmdEnv(int argc, char **argv) {
-  std::vector<OptionSpec> opts{{"has-gpu", false, "print nothing; exit 0 iff a GPU is usable"},
-                               kHelp};
-  Args args;
-  std::string err;
-  if (!parseArgs(argc, argv, 2, opts, args, err))
-    return fail(err);
-  if (args.has("help")) {
-    printHelp("env [--has-gpu]", "Prints versions, GPUs, the cache and the feature matrix.", opts);
-    return 0;
-  }
+int cmdEnv(const Args &args) {
   auto &drv = CudaDriver::get();
   if (args.has("has-gpu"))
     return drv.available().ok() ? 0 : 1;
@@ -416,11 +336,63 @@ int cmdEnv(int argc, char **argv) {
     std::cout << "cache: no directory (set MUSE_CACHE_DIR)\n";
   else
     std::cout << "cache: " << cache.config().dir << " (" << cache.totalBytes() << " bytes)\n";
-  std::cout << "features: acausal forward; multipole order 0, 1; near_clusters; head_dim 64, 128;\n"
-               "          value_dim 64, 128; bf16, f16, f32 inputs (fp32 accumulation and o, lse);\n"
-               "          GQA (kv_heads_ratio); any N, M; sm_80 and newer\n"
-               "not yet:  causal kernels, backward\n";
+  std::cout << "features: acausal forward; causal forward (exact window of window_blocks blocks,\n"
+               "          dyadic far-field levels, N == M, any N); multipole order 0, 1;\n"
+               "          near_clusters; head_dim 64, 128; value_dim 64, 128; bf16, f16, f32\n"
+               "          inputs (fp32 accumulation and o, lse); GQA (kv_heads_ratio); any N, M;\n"
+               "          sm_80 and newer\n"
+               "not yet:  backward\n";
   return 0;
+}
+
+/// A subcommand: what `--help` prints, the options it accepts, what it runs.
+struct Command {
+  const char *name;
+  const char *synopsis;
+  const char *description;
+  std::vector<OptionSpec> options;
+  int (*run)(const Args &);
+};
+
+const std::vector<Command> &commands() {
+  static const std::vector<Command> table = {
+      {"check", "check SPEC... [options]", "Validates specs; prints every error with file:line:col.",
+       {kSet, kArch, {"canonical", false, "print each spec's canonical form"}, kHelp}, cmdCheck},
+      {"emit", "emit SPEC --emit=KIND [-o FILE] [options]",
+       "Prints one stage of the pipeline: the imported muse IR (mlir), the IR after\n"
+       "decompose, schedule and outline (lowered), the CUDA translation unit (cuda),\n"
+       "the host launcher (host), or NVRTC's PTX or cubin for the spec's arch.",
+       {{"emit", true, "mlir | lowered | cuda | host | ptx | cubin"},
+        {"o", true, "output file (default: standard output)"}, kSet, kArch, kHelp},
+       cmdEmit},
+      {"build", "build SPEC... [options]",
+       "Compiles specs with NVRTC to cubins for their arch and stores them in the cache\n"
+       "(ahead of time: a later run loads them without compiling). Needs no GPU.",
+       {{"resource-usage", false, "print registers, spills and shared memory of every kernel"},
+        kSet, kArch, kHelp},
+       cmdBuild},
+      {"verify", "verify SPEC [options]",
+       "On a GPU: runs the kernels on random inputs and compares them with the CPU\n"
+       "reference (double) on the kernel's own partitions, then with exact attention.\n"
+       "Exit status 1 when the kernel is outside the tolerance.",
+       {{"batch", true, "B (default 1)"},
+        {"heads", true, "query heads H (default 2 x kv_heads_ratio)"},
+        {"seq", true, "queries per head N (default 2000)"},
+        {"kv-seq", true, "keys per head M (default: N)"},
+        {"seed", true, "random seed (default: fresh, printed)"},
+        {"well-separated", false,
+         "clustered inputs; also require partitions equal to the reference's"},
+        {"timed-runs", true, "also time the forward (median of this many)"}, kSet, kArch, kHelp},
+       cmdVerify},
+      {"cache", "cache ls|clear|verify",
+       "ls: list entries; clear: remove every entry; verify: read and checksum every\n"
+       "entry (exit status 1 if any is corrupt). The directory is MUSE_CACHE_DIR, else\n"
+       "$XDG_CACHE_HOME/muse, else ~/.cache/muse.",
+       {kHelp}, cmdCache},
+      {"env", "env [--has-gpu]", "Prints versions, GPUs, the cache and the feature matrix.",
+       {{"has-gpu", false, "print nothing; exit 0 iff a GPU is usable"}, kHelp}, cmdEnv},
+  };
+  return table;
 }
 
 } // namespace
@@ -433,18 +405,19 @@ int main(int argc, char **argv) {
     return std::fputs(kUsage, stdout), 0;
   if (cmd == "--version")
     return std::printf("muse-gen %s\n", kGeneratorVersion), 0;
-  if (cmd == "check")
-    return cmdCheck(argc, argv);
-  if (cmd == "emit")
-    return cmdEmit(argc, argv);
-  if (cmd == "build")
-    return cmdBuild(argc, argv);
-  if (cmd == "verify")
-    return cmdVerify(argc, argv);
-  if (cmd == "cache")
-    return cmdCache(argc, argv);
-  if (cmd == "env")
-    return cmdEnv(argc, argv);
+  for (const Command &c : commands()) {
+    if (cmd != c.name)
+      continue;
+    Args args;
+    std::string err;
+    if (!parseArgs(argc, argv, 2, c.options, args, err))
+      return fail(err);
+    if (args.has("help")) {
+      printHelp(c.synopsis, c.description, c.options);
+      return 0;
+    }
+    return c.run(args);
+  }
   return fail("unknown command '" + cmd +
               "'; allowed: check, emit, build, verify, cache, env (see muse-gen --help)");
 }
