@@ -11,6 +11,7 @@
 #define MUSE_TEMPLATES_KMEANS_CUH
 
 #include "muse/common.cuh"
+#include "muse/smem_gemm.cuh"
 
 namespace muse {
 
@@ -39,9 +40,9 @@ template <class Cfg, Side S> __device__ void kmeans_init(const MuseParams &p) {
     sv.counts()[(long long)head * C + c] = 0;
 }
 
-/// Grid (ceil(n/256), heads): one thread per point; the Ceff centroids pass
-/// through shared memory in tiles, read as broadcasts.
-template <class Cfg, Side S> __device__ void kmeans_assign(const MuseParams &p) {
+/// fp32 path. Grid (ceil(n/256), heads): one thread per point; the Ceff
+/// centroids pass through shared memory in tiles, read as broadcasts.
+template <class Cfg, Side S> __device__ void kmeansAssignExact(const MuseParams &p) {
   using V = SideView<Cfg, S>;
   constexpr int C = V::C, D = Cfg::D;
   // Centroids per shared tile: 32 KB, and no more than C.
@@ -101,6 +102,151 @@ template <class Cfg, Side S> __device__ void kmeans_assign(const MuseParams &p) 
   for (int d = 0; d < D; ++d)
     atomicAdd(sum + d, x[d]);
   atomicAdd(sv.counts() + (long long)head * C + bestC, 1);
+}
+
+/// A pair of consecutive 16-bit elements as one 32-bit register.
+template <class T> __device__ __forceinline__ unsigned ldPair(const T *ptr) {
+  if ((reinterpret_cast<unsigned long long>(ptr) & 3ull) == 0)
+    return *reinterpret_cast<const unsigned *>(ptr);
+  return pack2<T>(toFloat(ptr[0]), toFloat(ptr[1]));
+}
+
+/// 16-bit path. Grid (ceil(n/256), heads), block 256: each warp takes 32
+/// points. Distances ||c||^2 - 2 s (q . c) (s = scale for queries, 1 for
+/// keys) come from tensor-core products of the unscaled points (exact in T)
+/// with the centroids split into T hi + T lo parts (about 16 significant
+/// bits); ties keep the lowest index. Each point's member sums are added by
+/// its warp with coalesced atomics (32 consecutive components per request).
+template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p) {
+  using V = SideView<Cfg, S>;
+  using T = typename Cfg::T;
+  constexpr int C = V::C, D = Cfg::D, TC = D > 64 ? 32 : 64, KD = D / 16; // TC: no spills at D = 128
+  __shared__ __align__(16) T chi[TC][D + 8];
+  __shared__ __align__(16) T clo[TC][D + 8];
+  __shared__ float cn[TC];
+
+  V sv(p);
+  const int head = blockIdx.y, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t4 = lane % 4;
+  const int n = sv.count();
+  const int ceff = n < C ? n : C;
+  const float sc = S == Side::Query ? p.scale : 1.f;
+  const long long base = (long long)blockIdx.x * kKMeansThreads + 32 * warp;
+
+  float best[2][2];
+  int bestC[2][2];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      best[mt][rr] = kInf();
+      bestC[mt][rr] = 0;
+    }
+  const float *cent = sv.centroids() + (long long)head * C * D;
+  for (int c0 = 0; c0 < ceff; c0 += TC) {
+    __syncthreads(); // the previous centroid tile is no longer read
+    for (int e = tid; e < TC * D; e += kKMeansThreads) {
+      const int c = e / D, d = e - c * D;
+      const float v = c0 + c < ceff ? cent[(long long)(c0 + c) * D + d] : 0.f;
+      const T h = T(v);
+      chi[c][d] = h;
+      clo[c][d] = T(v - toFloat(h));
+    }
+    for (int c = tid; c < TC; c += kKMeansThreads) {
+      float s = 0.f;
+      if (c0 + c < ceff)
+        for (int d = 0; d < D; ++d) {
+          const float v = cent[(long long)(c0 + c) * D + d];
+          s = fmaf(v, v, s);
+        }
+      cn[c] = s;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+      // The points' A fragments, re-read (from L1) per centroid tile: holding
+      // both m-tiles across tiles would spill at D = 128.
+      unsigned a[KD][4];
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const long long pt = base + 16 * mt + g + 8 * rr;
+        const T *row = static_cast<const T *>(S == Side::Query ? p.q : p.k) + sv.row(head, pt < n ? pt : 0);
+#pragma unroll
+        for (int kd = 0; kd < KD; ++kd) {
+          a[kd][rr] = pt < n ? ldPair<T>(row + 16 * kd + 2 * t4) : 0u;
+          a[kd][2 + rr] = pt < n ? ldPair<T>(row + 16 * kd + 8 + 2 * t4) : 0u;
+        }
+      }
+      float acc[TC / 8][4] = {};
+#pragma unroll
+      for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+        for (int nt = 0; nt < TC / 8; ++nt) {
+          const unsigned bh0 = lds32(&chi[8 * nt + g][16 * kd + 2 * t4]);
+          const unsigned bh1 = lds32(&chi[8 * nt + g][16 * kd + 8 + 2 * t4]);
+          const unsigned bl0 = lds32(&clo[8 * nt + g][16 * kd + 2 * t4]);
+          const unsigned bl1 = lds32(&clo[8 * nt + g][16 * kd + 8 + 2 * t4]);
+          mma16816<T>(acc[nt], a[kd], bh0, bh1);
+          mma16816<T>(acc[nt], a[kd], bl0, bl1);
+        }
+#pragma unroll
+      for (int nt = 0; nt < TC / 8; ++nt)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int c = 8 * nt + 2 * t4 + (q & 1);
+          if (c0 + c < ceff) {
+            const float dist = fmaf(-2.f * sc, acc[nt][q], cn[c]);
+            if (dist < best[mt][q >> 1]) { // ascending c per thread: ties keep the lowest
+              best[mt][q >> 1] = dist;
+              bestC[mt][q >> 1] = c0 + c;
+            }
+          }
+        }
+    }
+  }
+  // Quad reduction: the four lanes of a row hold disjoint centroid columns.
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+      for (int off = 1; off < 4; off <<= 1) {
+        const float ob = __shfl_xor_sync(0xffffffffu, best[mt][rr], off);
+        const int oc = __shfl_xor_sync(0xffffffffu, bestC[mt][rr], off);
+        if (ob < best[mt][rr] || (ob == best[mt][rr] && oc < bestC[mt][rr])) {
+          best[mt][rr] = ob;
+          bestC[mt][rr] = oc;
+        }
+      }
+  // Point 16 mt + 8 rr + g of the warp lives in lane 4 g; the warp adds one
+  // point at a time (not unrolled: registers stay with the products above).
+  const int mine[4] = {bestC[0][0], bestC[0][1], bestC[1][0], bestC[1][1]};
+#pragma unroll 1
+  for (int pt = 0; pt < 32; ++pt) {
+    const int sel = pt / 8, gg = pt % 8;
+    const int held = sel == 0 ? mine[0] : sel == 1 ? mine[1] : sel == 2 ? mine[2] : mine[3];
+    const int c = __shfl_sync(0xffffffffu, held, 4 * gg);
+    const long long at = base + pt;
+    if (at >= n)
+      break; // uniform over the warp; later points are past the end too
+    const long long r = sv.row(head, at);
+    float *sum = sv.sums() + ((long long)head * C + c) * D;
+    for (int d = lane; d < D; d += 32)
+      atomicAdd(sum + d, sv.at(r, d));
+    if (lane == 0) {
+      sv.assign()[(long long)head * n + at] = c;
+      atomicAdd(sv.counts() + (long long)head * C + c, 1);
+    }
+  }
+}
+
+/// Grid (ceil(n/256), heads), block 256: nearest centroid (ties to the lowest
+/// index) into S_assign, member sums and counts accumulated atomically.
+template <class Cfg, Side S> __device__ void kmeans_assign(const MuseParams &p) {
+  if constexpr (TensorCoreType<typename Cfg::T>::value)
+    kmeansAssignMma<Cfg, S>(p);
+  else
+    kmeansAssignExact<Cfg, S>(p);
 }
 
 /// Grid (C, heads), block D: a non-empty centroid moves to its members' mean;

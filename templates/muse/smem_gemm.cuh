@@ -1,10 +1,12 @@
 //===- smem_gemm.cuh - Register-tiled products of shared-memory tiles -----===//
 //
-// acc[TM][TN] += A(M x K) * B(K x N) with A and B in shared memory at any
+// fp32 path: acc[TM][TN] += A(M x K) * B(K x N) with A and B in shared memory at any
 // strides; each thread owns a TM x TN micro-tile (rows ty + TY*i, columns
 // tx + TX*j) so that every shared load feeds several FMAs. The k loop runs in
 // ascending order with one fmaf per term, so a single element equals
 // dot<K>() of its row and column bit for bit.
+// 16-bit path: mma.sync m16n8k16 (bf16/f16 in, fp32 accumulators) with
+// fragments from shared memory by 32-bit loads or ldmatrix.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_SMEM_GEMM_CUH
@@ -57,6 +59,83 @@ __device__ __forceinline__ void gemmAccumulate(const Mt &mt, float (&acc)[TM][TN
       for (int j = 0; j < TN; ++j)
         acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
   }
+}
+
+/// True for the 16-bit input types whose tiles go through the tensor cores
+/// (bf16, f16); f32 inputs keep the exact fp32 paths above.
+template <class T> struct TensorCoreType { static constexpr bool value = true; };
+template <> struct TensorCoreType<float> { static constexpr bool value = false; };
+
+/// Two floats rounded into one 32-bit register of T pairs (low half = first).
+template <class T> __device__ __forceinline__ unsigned pack2(float lo, float hi);
+template <> __device__ __forceinline__ unsigned pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<unsigned *>(&v);
+}
+template <> __device__ __forceinline__ unsigned pack2<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<unsigned *>(&v);
+}
+template <class T> __device__ __forceinline__ float2 unpack2(unsigned u);
+template <> __device__ __forceinline__ float2 unpack2<__nv_bfloat16>(unsigned u) {
+  return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&u));
+}
+template <> __device__ __forceinline__ float2 unpack2<__half>(unsigned u) {
+  return __half22float2(*reinterpret_cast<__half2 *>(&u));
+}
+
+/// c += a * b for one m16n8k16 tile (a row-major 16x16, b 16x8), fp32 accumulators.
+/// Fragment ownership (g = lane / 4, t = lane % 4): a0 (g, 2t..2t+1), a1 (g+8, 2t..),
+/// a2 (g, 2t+8..), a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
+/// c0 c1 (g, 2t..2t+1), c2 c3 (g+8, 2t..2t+1).
+template <class T>
+__device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                                        unsigned b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+               "{%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                                 unsigned b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+               "{%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// A 32-bit pair of 16-bit elements from shared memory.
+__device__ __forceinline__ unsigned lds32(const void *p) { return *static_cast<const unsigned *>(p); }
+
+/// ldmatrix .x4 .trans: lane L passes the row address of matrix L / 8 and
+/// receives, per matrix, the pair (rows 2t, 2t+1; column g) of the stored 8x8.
+__device__ __forceinline__ void ldsmX4Trans(unsigned (&r)[4], const void *row) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
+/// B fragments (b0, b1) of two adjacent n8 tiles (columns c0..c0+15) of a
+/// k16 x n16 block stored row-major (k rows of LD elements, n contiguous):
+/// r[0], r[1] for columns c0..c0+7, r[2], r[3] for c0+8..c0+15.
+template <int LD, class T>
+__device__ __forceinline__ void loadBTrans(unsigned (&r)[4], const T *base, int k0, int c0, int lane) {
+  const int row = k0 + (lane & 7) + ((lane >> 3) & 1) * 8;
+  const int col = c0 + (lane >> 4) * 8;
+  ldsmX4Trans(r, base + row * LD + col);
+}
+
+/// A fragment of a 16x16 block A(m, k) = S(k, m) where S is stored row-major
+/// (k rows of LD elements, m contiguous): A's rows m0..m0+15, columns k0..k0+15.
+template <int LD, class T>
+__device__ __forceinline__ void loadATrans(unsigned (&r)[4], const T *base, int m0, int k0, int lane) {
+  const int row = k0 + (lane & 7) + (lane >> 4) * 8;
+  const int col = m0 + ((lane >> 3) & 1) * 8;
+  ldsmX4Trans(r, base + row * LD + col);
 }
 
 } // namespace muse

@@ -7,6 +7,7 @@
 // written as summaries[bh][i][j] = (m_ij + ln Z_ij, kbar_ij, vbar_ij); an empty
 // cluster j gets (-inf, 0, 0). The max is per pair, so no global max is needed.
 // Centroids go through shared memory in tiles of TI, keys in tiles of BK.
+// 16-bit inputs take the tensor-core path (summarizeMma below).
 //
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_SUMMARIZE_CUH
@@ -14,6 +15,7 @@
 
 #include "muse/common.cuh"
 #include "muse/online_softmax.cuh"
+#include "muse/smem_gemm.cuh"
 
 namespace muse {
 
@@ -29,8 +31,8 @@ template <class Cfg> struct SummarizeTiles {
   static_assert(bytes(BK) <= kSharedBudget, "summarize tiles exceed 48 KB of shared memory");
 };
 
-/// Grid (CK, B*H), block THREADS.
-template <class Cfg> __device__ void summarize(const MuseParams &p) {
+/// fp32 path. Grid (CK, B*H), block THREADS.
+template <class Cfg> __device__ void summarizeExact(const MuseParams &p) {
   using Tl = SummarizeTiles<Cfg>;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
   constexpr int TI = Tl::TI, BK = Tl::BK, F = 1 + D + DV;
@@ -126,6 +128,260 @@ template <class Cfg> __device__ void summarize(const MuseParams &p) {
     for (int i = tid; i < ti; i += THREADS)
       out[(long long)(i0 + i) * CK * F] = mrow[i] + logf(zrow[i]);
   }
+}
+
+/// 16-bit path: keys per shared-memory chunk (a cluster of at most LK keys is
+/// loaded once for every pass over the centroids).
+template <class Cfg> struct SummarizeMmaTiles {
+  static constexpr int D = Cfg::D, DV = Cfg::DV, W = Cfg::THREADS / 32, LK = 64;
+  // K and V moments in one pass when their accumulators fit 64 registers.
+  static constexpr bool kSplit = D + DV > 128;
+  static constexpr int bytes = 2 * LK * (D + DV + 16);
+  static_assert(bytes <= kSharedBudget, "summarize tiles exceed 48 KB of shared memory");
+};
+
+/// Moments of one output part for the 16 centroid rows of this warp: the
+/// flash-attention pattern with the centroids as queries and cluster j's keys
+/// as keys. S = qbar K^T on the tensor cores (qbar split into T hi + lo
+/// parts, K exact in T), online max and sum per row in fp32, and
+/// P [K | V] on the tensor cores with P rounded to T.
+template <class Cfg, bool DoK, bool DoV>
+__device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigned (&ahi)[Cfg::D / 16][4],
+                                              const unsigned (&alo)[Cfg::D / 16][4], typename Cfg::T *ks,
+                                              typename Cfg::T *vs, bool resident, int kcount,
+                                              const int *kperm, int kh, bool active, float *out,
+                                              int rowBase) {
+  using Tl = SummarizeMmaTiles<Cfg>;
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, LK = Tl::LK, F = 1 + D + DV;
+  constexpr int THREADS = Cfg::THREADS, DS = D / 8, VS = DV / 8;
+  constexpr int KN = DoK ? D / 8 : 1, VN = DoV ? DV / 8 : 1;
+  const int tid = threadIdx.x, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+
+  float m[2] = {-kInf(), -kInf()}, l[2] = {0.f, 0.f};
+  float accK[KN][4] = {}, accV[VN][4] = {};
+  for (int l0 = 0; l0 < kcount; l0 += LK) {
+    const int tk = cmin(LK, kcount - l0);
+    if (!resident) {
+      __syncthreads(); // the previous chunk is no longer read
+      for (int e = tid; e < LK * DS; e += THREADS) {
+        const int r = e / DS, sg = e - r * DS;
+        float x[8] = {};
+        if (r < tk)
+          load8<T>(p.k, kRow(p, kh, kperm[l0 + r]) + 8 * sg, x);
+        uint4 pk;
+        pk.x = pack2<T>(x[0], x[1]);
+        pk.y = pack2<T>(x[2], x[3]);
+        pk.z = pack2<T>(x[4], x[5]);
+        pk.w = pack2<T>(x[6], x[7]);
+        *reinterpret_cast<uint4 *>(ks + r * (D + 8) + 8 * sg) = pk;
+      }
+      if (DoV)
+        for (int e = tid; e < LK * VS; e += THREADS) {
+          const int r = e / VS, sg = e - r * VS;
+          float x[8] = {};
+          if (r < tk)
+            load8<T>(p.v, vRow(p, kh, kperm[l0 + r]) + 8 * sg, x);
+          uint4 pk;
+          pk.x = pack2<T>(x[0], x[1]);
+          pk.y = pack2<T>(x[2], x[3]);
+          pk.z = pack2<T>(x[4], x[5]);
+          pk.w = pack2<T>(x[6], x[7]);
+          *reinterpret_cast<uint4 *>(vs + r * (DV + 8) + 8 * sg) = pk;
+        }
+      __syncthreads();
+    }
+    if (!active)
+      continue;
+    float s[LK / 8][4] = {};
+#pragma unroll
+    for (int kd = 0; kd < D / 16; ++kd)
+#pragma unroll
+      for (int nt = 0; nt < LK / 8; ++nt) {
+        const T *kr = ks + (8 * nt + g) * (D + 8) + 16 * kd + 2 * t4;
+        const unsigned b0 = lds32(kr), b1 = lds32(kr + 8);
+        mma16816<T>(s[nt], ahi[kd], b0, b1);
+        mma16816<T>(s[nt], alo[kd], b0, b1);
+      }
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int nt = 0; nt < LK / 8; ++nt)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        if (8 * nt + 2 * t4 + (q & 1) >= tk)
+          s[nt][q] = -kInf();
+        mx[q >> 1] = fmaxf(mx[q >> 1], s[nt][q]);
+      }
+    float alpha[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
+      mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
+      alpha[rr] = expf(m[rr] - mx[rr]); // m = -inf at the first chunk: 0
+      m[rr] = mx[rr];
+      l[rr] *= alpha[rr];
+    }
+#pragma unroll
+    for (int nt = 0; nt < LK / 8; ++nt)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        s[nt][q] = expf(s[nt][q] - m[q >> 1]);
+        l[q >> 1] += s[nt][q];
+      }
+#pragma unroll
+    for (int c = 0; c < KN; ++c)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        accK[c][q] *= alpha[q >> 1];
+#pragma unroll
+    for (int c = 0; c < VN; ++c)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        accV[c][q] *= alpha[q >> 1];
+#pragma unroll
+    for (int kk = 0; kk < LK / 16; ++kk) {
+      if (16 * kk >= tk)
+        break;
+      const unsigned pa[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                              pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      if constexpr (DoK)
+#pragma unroll
+        for (int np = 0; np < D / 16; ++np) {
+          unsigned b[4];
+          loadBTrans<D + 8>(b, ks, 16 * kk, 16 * np, lane);
+          mma16816<T>(accK[2 * np], pa, b[0], b[1]);
+          mma16816<T>(accK[2 * np + 1], pa, b[2], b[3]);
+        }
+      if constexpr (DoV)
+#pragma unroll
+        for (int np = 0; np < DV / 16; ++np) {
+          unsigned b[4];
+          loadBTrans<DV + 8>(b, vs, 16 * kk, 16 * np, lane);
+          mma16816<T>(accV[2 * np], pa, b[0], b[1]);
+          mma16816<T>(accV[2 * np + 1], pa, b[2], b[3]);
+        }
+    }
+  }
+  if (!active)
+    return;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 1);
+    l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 2);
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int i = rowBase + g + 8 * rr;
+    if (i >= CQ)
+      continue;
+    float *o = out + (long long)i * CK * F;
+    const float inv = 1.f / l[rr];
+    if (DoK && t4 == 0)
+      o[0] = m[rr] + logf(l[rr]);
+    if constexpr (DoK)
+#pragma unroll
+      for (int c = 0; c < KN; ++c) {
+        o[1 + 8 * c + 2 * t4] = accK[c][2 * rr] * inv;
+        o[1 + 8 * c + 2 * t4 + 1] = accK[c][2 * rr + 1] * inv;
+      }
+    if constexpr (DoV)
+#pragma unroll
+      for (int c = 0; c < VN; ++c) {
+        o[1 + D + 8 * c + 2 * t4] = accV[c][2 * rr] * inv;
+        o[1 + D + 8 * c + 2 * t4 + 1] = accV[c][2 * rr + 1] * inv;
+      }
+  }
+}
+
+/// 16-bit path. Grid (CK, B*H), block THREADS: every warp takes 16 centroids
+/// per pass, so one pass covers 16 * THREADS / 32 of them.
+template <class Cfg> __device__ void summarizeMma(const MuseParams &p) {
+  using Tl = SummarizeMmaTiles<Cfg>;
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
+  constexpr int LK = Tl::LK, F = 1 + D + DV, W = Tl::W, DS = D / 8, VS = DV / 8;
+  __shared__ __align__(16) T ks[LK * (D + 8)];
+  __shared__ __align__(16) T vs[LK * (DV + 8)];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int j = blockIdx.x, bh = blockIdx.y;
+  const HeadIndex hi(p, bh);
+  const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
+  const int kstart = koff[j], kcount = koff[j + 1] - kstart;
+  const int *kperm = p.k_perm + (long long)hi.kh * p.M + kstart;
+  float *out = p.summaries + ((long long)bh * CQ * CK + j) * F; // + i*CK*F for pair i
+
+  if (kcount == 0) {
+    for (long long e = tid; e < (long long)CQ * F; e += THREADS) {
+      const int i = (int)(e / F), f = (int)(e - (long long)i * F);
+      out[(long long)i * CK * F + f] = f == 0 ? -kInf() : 0.f;
+    }
+    return;
+  }
+  const bool resident = kcount <= LK;
+  if (resident) {
+    for (int e = tid; e < LK * DS; e += THREADS) {
+      const int r = e / DS, sg = e - r * DS;
+      float x[8] = {};
+      if (r < kcount)
+        load8<T>(p.k, kRow(p, hi.kh, kperm[r]) + 8 * sg, x);
+      uint4 pk;
+      pk.x = pack2<T>(x[0], x[1]);
+      pk.y = pack2<T>(x[2], x[3]);
+      pk.z = pack2<T>(x[4], x[5]);
+      pk.w = pack2<T>(x[6], x[7]);
+      *reinterpret_cast<uint4 *>(ks + r * (D + 8) + 8 * sg) = pk;
+    }
+    for (int e = tid; e < LK * VS; e += THREADS) {
+      const int r = e / VS, sg = e - r * VS;
+      float x[8] = {};
+      if (r < kcount)
+        load8<T>(p.v, vRow(p, hi.kh, kperm[r]) + 8 * sg, x);
+      uint4 pk;
+      pk.x = pack2<T>(x[0], x[1]);
+      pk.y = pack2<T>(x[2], x[3]);
+      pk.z = pack2<T>(x[4], x[5]);
+      pk.w = pack2<T>(x[6], x[7]);
+      *reinterpret_cast<uint4 *>(vs + r * (DV + 8) + 8 * sg) = pk;
+    }
+    __syncthreads();
+  }
+
+  for (int i0 = 0; i0 < CQ; i0 += 16 * W) {
+    const int rowBase = i0 + 16 * warp;
+    const bool active = rowBase < CQ; // uniform per warp; inactive warps still load
+    unsigned ahi[D / 16][4], alo[D / 16][4];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int i = rowBase + g + 8 * rr;
+      const float *c = p.q_centroids + ((long long)bh * CQ + (i < CQ ? i : 0)) * D;
+#pragma unroll
+      for (int kd = 0; kd < D / 16; ++kd)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int d = 16 * kd + 8 * hf + 2 * t4;
+          const float x0 = i < CQ ? c[d] : 0.f, x1 = i < CQ ? c[d + 1] : 0.f;
+          const T h0 = T(x0), h1 = T(x1);
+          ahi[kd][rr + 2 * hf] = pack2<T>(toFloat(h0), toFloat(h1));
+          alo[kd][rr + 2 * hf] = pack2<T>(x0 - toFloat(h0), x1 - toFloat(h1));
+        }
+    }
+    if constexpr (Tl::kSplit) {
+      summarizeRows<Cfg, true, false>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase);
+      summarizeRows<Cfg, false, true>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase);
+    } else {
+      summarizeRows<Cfg, true, true>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase);
+    }
+  }
+}
+
+/// Grid (CK, B*H), block THREADS.
+template <class Cfg> __device__ void summarize(const MuseParams &p) {
+  if constexpr (TensorCoreType<typename Cfg::T>::value)
+    summarizeMma<Cfg>(p);
+  else
+    summarizeExact<Cfg>(p);
 }
 
 } // namespace muse
