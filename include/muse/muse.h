@@ -58,6 +58,26 @@ typedef struct muse_forward_args {
   int32_t *key_assign;   /* [B*Hkv, M] */
 } muse_forward_args_t;
 
+/* The backward of one forward call (acausal specs; muse::BackwardArgs in
+ * muse/Runtime/Engine.h): q, k, v, o and workspace of that call, the
+ * workspace allocated with muse_attention_backward_workspace_bytes and its
+ * forward part untouched since. dO, dq, dk, dv are fp32; lse and d_lse
+ * ([B, H, N] contiguous) may be NULL (lse: the workspace's copy; d_lse: 0). */
+typedef struct muse_backward_args {
+  muse_shape_t shape;
+  const void *q;  int64_t q_stride[3];
+  const void *k;  int64_t k_stride[3];
+  const void *v;  int64_t v_stride[3];
+  const float *o; int64_t o_stride[3];
+  const float *lse;
+  const float *d_o; int64_t d_o_stride[3];
+  const float *d_lse;
+  float *dq; int64_t dq_stride[3];
+  float *dk; int64_t dk_stride[3];
+  float *dv; int64_t dv_stride[3];
+  void *workspace; int64_t workspace_bytes;
+} muse_backward_args_t;
+
 typedef struct muse_attention_info {
   const char *name; /* owned by the attention */
   const char *arch; /* "sm_90"; owned by the attention */
@@ -96,6 +116,12 @@ muse_status_t muse_attention_workspace_bytes(const muse_attention_t *attention,
 /* stream: a CUstream / cudaStream_t, NULL for the default stream. */
 muse_status_t muse_attention_forward(muse_attention_t *attention,
                                      const muse_forward_args_t *args, void *stream);
+/* Bytes of a workspace that serves a forward call and then its backward. */
+muse_status_t muse_attention_backward_workspace_bytes(const muse_attention_t *attention,
+                                                      const muse_shape_t *shape, int64_t *out);
+/* dq, dk, dv on `stream`, after the forward call on the same stream. */
+muse_status_t muse_attention_backward(muse_attention_t *attention,
+                                      const muse_backward_args_t *args, void *stream);
 
 #ifdef __cplusplus
 }

@@ -142,8 +142,14 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
   roundTo(spec.dtype, k, kBytes);
   roundTo(spec.dtype, v, vBytes);
 
-  DeviceBuffer dq, dk, dv, dO, dLse, dWs, dQa, dKa;
+  DeviceBuffer dq, dk, dv, dO, dLse, dWs, dQa, dKa, dSa;
   int64_t oCount = rs.oSize(), lseCount = rs.lseSize();
+  // Causal partitions are per far-field level (ref::Partitions' layout).
+  const int levels =
+      spec.causal ? ref::causalLevels(shape.N, spec.blockSize, spec.windowBlocks) : 0;
+  const int64_t qaCount = (spec.causal ? levels : 1) * shape.B * shape.H * shape.N;
+  const int64_t kaCount = (spec.causal ? levels : 1) * shape.B * shape.Hkv * shape.M;
+  const int64_t saCount = spec.causal ? qaCount : 0;
   int64_t ws = attention->workspaceBytes(shape);
   MUSE_TRY(dq.allocate(qBytes.size()));
   MUSE_TRY(dk.allocate(kBytes.size()));
@@ -151,8 +157,9 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
   MUSE_TRY(dO.allocate(oCount * 4));
   MUSE_TRY(dLse.allocate(lseCount * 4));
   MUSE_TRY(dWs.allocate(ws));
-  MUSE_TRY(dQa.allocate(shape.B * shape.H * shape.N * 4));
-  MUSE_TRY(dKa.allocate(shape.B * shape.Hkv * shape.M * 4));
+  MUSE_TRY(dQa.allocate(qaCount * 4));
+  MUSE_TRY(dKa.allocate(kaCount * 4));
+  MUSE_TRY(dSa.allocate(saCount * 4));
   MUSE_TRY(dq.upload(qBytes));
   MUSE_TRY(dk.upload(kBytes));
   MUSE_TRY(dv.upload(vBytes));
@@ -184,15 +191,18 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
   args.workspaceBytes = ws;
   args.queryAssign = static_cast<int32_t *>(dQa.get());
   args.keyAssign = static_cast<int32_t *>(dKa.get());
+  if (spec.causal)
+    args.servedAssign = static_cast<int32_t *>(dSa.get());
   MUSE_TRY(attention->forward(args, nullptr));
   MUSE_TRY(drv.check(drv.cuCtxSynchronize(), "kernel execution (cuCtxSynchronize)"));
 
   std::vector<float> o, lse;
-  std::vector<int32_t> qa, ka;
+  std::vector<int32_t> qa, ka, sa;
   MUSE_TRY(dO.download(o, oCount));
   MUSE_TRY(dLse.download(lse, lseCount));
-  MUSE_TRY(dQa.download(qa, shape.B * shape.H * shape.N));
-  MUSE_TRY(dKa.download(ka, shape.B * shape.Hkv * shape.M));
+  MUSE_TRY(dQa.download(qa, qaCount));
+  MUSE_TRY(dKa.download(ka, kaCount));
+  MUSE_TRY(dSa.download(sa, saCount));
 
   if (options.timedRuns > 0) {
     CUevent start, stop;
@@ -219,6 +229,8 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
     report.outputsFinite = report.outputsFinite && std::isfinite(x);
   for (float x : lse)
     report.outputsFinite = report.outputsFinite && std::isfinite(x);
+  if (options.timeOnly)
+    return Status::success();
 
   ref::MuseConfig cfg;
   cfg.causal = spec.causal;
@@ -232,8 +244,10 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
   cfg.scale = scale;
 
   ref::Partitions parts;
+  parts.levels = levels;
   parts.query = qa;
   parts.key = ka;
+  parts.served = sa;
   ref::MuseForwardResult onKernel;
   ref::RefStatus rst = ref::museForward(cfg, rs, q, k, v, &parts, onKernel);
   if (!rst)
@@ -278,7 +292,105 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
       report.queryAssignMismatches += qa[i] != own.partitions.query[i];
     for (size_t i = 0; i < ka.size(); ++i)
       report.keyAssignMismatches += ka[i] != own.partitions.key[i];
+    for (size_t i = 0; i < sa.size(); ++i) // causal: served queries count as query mismatches
+      report.queryAssignMismatches += sa[i] != own.partitions.served[i];
   }
+  return Status::success();
+}
+
+/// Two forward calls whose inputs agree at positions <= cut and differ at
+/// every position after it; outputs at positions <= cut must not move a bit.
+Status verifyCausality(Engine &engine, const Spec &spec, const Shape &requested, uint64_t seed,
+                       int64_t cut, CausalityReport &report) {
+  Shape shape = requested;
+  if (shape.Hkv == 0)
+    shape.Hkv = shape.H / std::max(1, spec.kvHeadsRatio);
+  if (!spec.causal)
+    return {StatusCode::InvalidArgument, "causality check: spec '" + spec.name + "' is not causal"};
+  if (cut < 0 || cut >= shape.N)
+    return {StatusCode::InvalidArgument, "causality check: cut " + std::to_string(cut) +
+                                             " must be a position in [0, N)"};
+  report = CausalityReport();
+  report.cut = cut;
+  Status st;
+  auto attention = engine.build(spec, st);
+  if (!attention)
+    return st;
+  const int64_t D = spec.headDim, Dv = spec.valueDim, N = shape.N;
+  const int64_t qh = shape.B * shape.H, kh = shape.B * shape.Hkv;
+  std::mt19937_64 rng(seed ? seed : 12345);
+  auto q = makeInputs(rng, InputKind::Gaussian, qh, N, D, 1, spec.effectiveScale() * std::sqrt(double(D)));
+  auto k = makeInputs(rng, InputKind::Gaussian, kh, N, D, 1, std::sqrt(double(D)));
+  auto v = makeInputs(rng, InputKind::Gaussian, kh, N, Dv, 1, 1.0);
+  // The same tensors with every row after `cut` redrawn.
+  auto redraw = [&](std::vector<double> x, int64_t heads, int64_t dim, double sc) {
+    std::normal_distribution<double> normal(0.0, sc);
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t t = cut + 1; t < N; ++t)
+        for (int64_t d = 0; d < dim; ++d)
+          x[(h * N + t) * dim + d] = normal(rng);
+    return x;
+  };
+  auto q2 = redraw(q, qh, D, 3.0), k2 = redraw(k, kh, D, 3.0), v2 = redraw(v, kh, Dv, 3.0);
+  // k-means accumulates with float atomics, so the last bits of a centroid
+  // depend on the order of the additions (templates/README.md): two runs on
+  // the same inputs may differ by rounding. On a grid of 2^-6 with |x| < 8
+  // every such sum (< 2^14 terms) is exact in fp32 and order-free, so any bit
+  // that moves here moved because information flowed, not by rounding.
+  for (auto *x : {&q, &k, &v, &q2, &k2, &v2})
+    for (double &e : *x)
+      e = std::min(7.96875, std::max(-7.96875, std::round(e * 64.0) / 64.0));
+
+  const int64_t oCount = qh * N * Dv, lseCount = qh * N, ws = attention->workspaceBytes(shape);
+  std::vector<float> o[2], lse[2];
+  for (int run = 0; run < 2; ++run) {
+    std::string qb, kb, vb;
+    auto qr = run ? q2 : q, kr = run ? k2 : k, vr = run ? v2 : v;
+    roundTo(spec.dtype, qr, qb);
+    roundTo(spec.dtype, kr, kb);
+    roundTo(spec.dtype, vr, vb);
+    DeviceBuffer dq, dk, dv, dO, dLse, dWs;
+    MUSE_TRY(dq.allocate(qb.size()));
+    MUSE_TRY(dk.allocate(kb.size()));
+    MUSE_TRY(dv.allocate(vb.size()));
+    MUSE_TRY(dO.allocate(oCount * 4));
+    MUSE_TRY(dLse.allocate(lseCount * 4));
+    MUSE_TRY(dWs.allocate(ws));
+    MUSE_TRY(dq.upload(qb));
+    MUSE_TRY(dk.upload(kb));
+    MUSE_TRY(dv.upload(vb));
+    ForwardArgs args;
+    args.shape = shape;
+    args.q = dq.get();
+    args.k = dk.get();
+    args.v = dv.get();
+    args.o = static_cast<float *>(dO.get());
+    args.lse = static_cast<float *>(dLse.get());
+    int64_t qS[3] = {shape.H * N * D, N * D, D}, kS[3] = {shape.Hkv * N * D, N * D, D};
+    int64_t vS[3] = {shape.Hkv * N * Dv, N * Dv, Dv}, oS[3] = {shape.H * N * Dv, N * Dv, Dv};
+    std::copy(qS, qS + 3, args.qStride);
+    std::copy(kS, kS + 3, args.kStride);
+    std::copy(vS, vS + 3, args.vStride);
+    std::copy(oS, oS + 3, args.oStride);
+    args.workspace = dWs.get();
+    args.workspaceBytes = ws;
+    MUSE_TRY(attention->forward(args, nullptr));
+    auto &drv = CudaDriver::get();
+    MUSE_TRY(drv.check(drv.cuCtxSynchronize(), "kernel execution (cuCtxSynchronize)"));
+    MUSE_TRY(dO.download(o[run], oCount));
+    MUSE_TRY(dLse.download(lse[run], lseCount));
+  }
+  for (int64_t h = 0; h < qh; ++h)
+    for (int64_t t = 0; t < N; ++t) {
+      const bool past = t <= cut;
+      bool same = std::memcmp(&lse[0][h * N + t], &lse[1][h * N + t], 4) == 0;
+      for (int64_t e = 0; e < Dv; ++e)
+        same = same && std::memcmp(&o[0][(h * N + t) * Dv + e], &o[1][(h * N + t) * Dv + e], 4) == 0;
+      report.changedAtOrBefore += past && !same;
+      report.changedAfter += !past && !same;
+      report.outputsFinite = report.outputsFinite && std::isfinite(lse[0][h * N + t]) &&
+                             std::isfinite(lse[1][h * N + t]);
+    }
   return Status::success();
 }
 

@@ -211,4 +211,51 @@ muse_status_t muse_attention_forward(muse_attention_t *attention,
   });
 }
 
+muse_status_t muse_attention_backward_workspace_bytes(const muse_attention_t *attention,
+                                                      const muse_shape_t *shape, int64_t *out) {
+  return guarded([&] {
+    MUSE_REQUIRE(attention && shape && out, "muse_attention_backward_workspace_bytes: attention, "
+                                            "shape and out must not be NULL");
+    muse::Shape s{shape->B, shape->H, shape->Hkv, shape->N, shape->M};
+    MUSE_REQUIRE(s.B >= 1 && s.H >= 1 && s.Hkv >= 1 && s.N >= 1 && s.M >= 1,
+                 "muse_attention_backward_workspace_bytes: every dimension of the shape must be "
+                 ">= 1");
+    *out = attention->att->backwardWorkspaceBytes(s);
+    return MUSE_OK;
+  });
+}
+
+muse_status_t muse_attention_backward(muse_attention_t *attention,
+                                      const muse_backward_args_t *args, void *stream) {
+  return guarded([&] {
+    MUSE_REQUIRE(attention && args, "muse_attention_backward: attention and args must not be "
+                                    "NULL");
+    muse::BackwardArgs b;
+    b.shape = {args->shape.B, args->shape.H, args->shape.Hkv, args->shape.N, args->shape.M};
+    b.q = args->q;
+    b.k = args->k;
+    b.v = args->v;
+    b.o = args->o;
+    b.lse = args->lse;
+    b.dO = args->d_o;
+    b.dLse = args->d_lse;
+    b.dq = args->dq;
+    b.dk = args->dk;
+    b.dv = args->dv;
+    for (int i = 0; i < 3; ++i) {
+      b.qStride[i] = args->q_stride[i];
+      b.kStride[i] = args->k_stride[i];
+      b.vStride[i] = args->v_stride[i];
+      b.oStride[i] = args->o_stride[i];
+      b.dOStride[i] = args->d_o_stride[i];
+      b.dqStride[i] = args->dq_stride[i];
+      b.dkStride[i] = args->dk_stride[i];
+      b.dvStride[i] = args->dv_stride[i];
+    }
+    b.workspace = args->workspace;
+    b.workspaceBytes = args->workspace_bytes;
+    return toC(attention->att->backward(b, stream));
+  });
+}
+
 } // extern "C"

@@ -2,6 +2,8 @@
 
 #include "LoadedAttention.h"
 
+#include "CausalLevels.h"
+
 #include "muse/Runtime/CudaDriver.h"
 #include "muse/Runtime/Params.h"
 #include "muse/params.cuh"
@@ -92,6 +94,52 @@ public:
       }
       functions_.push_back(f);
     }
+    // The backward plan's kernels are in the same module.
+    for (const KernelLaunch &l : compiled_->plan.backwardLaunches) {
+      CUfunction f = nullptr;
+      CUresult r = d.cuModuleGetFunction(&f, module_, l.kernel.c_str());
+      if (r != CUDA_SUCCESS)
+        return {StatusCode::Internal, "backward kernel '" + l.kernel +
+                                          "' is not in the module of spec '" + spec.name + "' (" +
+                                          d.check(r, "cuModuleGetFunction").message + ")"};
+      int maxThreads = 0;
+      d.cuFuncGetAttribute(&maxThreads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f);
+      if (l.block < 1 || l.block > maxThreads || l.sharedBytes > kDefaultSharedLimit)
+        return {StatusCode::Internal, "backward kernel '" + l.kernel + "' is launched with " +
+                                          std::to_string(l.block) + " threads (at most " +
+                                          std::to_string(maxThreads) + ") and " +
+                                          std::to_string(l.sharedBytes) +
+                                          " bytes of dynamic shared memory (at most 48 KB)"};
+      backwardFunctions_.push_back(f);
+    }
+    return Status::success();
+  }
+
+  bool hasBackward() const override { return compiled_->plan.hasBackward(); }
+  int64_t backwardWorkspaceBytes(const Shape &shape) const override {
+    return compiled_->plan.backwardWorkspaceBytes(shape);
+  }
+
+  Status backward(const BackwardArgs &args, void *stream) override {
+    CudaDriver &d = CudaDriver::get();
+    MuseParams params;
+    if (Status s = fillBackwardParams(compiled_->spec, compiled_->plan, args, params); !s.ok())
+      return s;
+    if (Status s = makeCurrent(); !s.ok())
+      return s;
+    const LaunchPlan &plan = compiled_->plan;
+    for (size_t i = 0; i < plan.backwardLaunches.size(); ++i) {
+      const KernelLaunch &l = plan.backwardLaunches[i];
+      unsigned grid[3];
+      if (Status st = launchGrid(l, args.shape, grid); !st.ok())
+        return st;
+      void *kernelArgs[] = {&params};
+      CUresult r = d.cuLaunchKernel(backwardFunctions_[i], grid[0], grid[1], grid[2],
+                                    unsigned(l.block), 1, 1, unsigned(l.sharedBytes),
+                                    static_cast<CUstream>(stream), kernelArgs, nullptr);
+      if (r != CUDA_SUCCESS)
+        return d.check(r, ("cuLaunchKernel(" + l.kernel + ")").c_str());
+    }
     return Status::success();
   }
 
@@ -118,18 +166,47 @@ public:
                   "device?); build one Attention per device, with that device current"};
     }
     CUstream s = static_cast<CUstream>(stream);
-    void *kernelArgs[] = {&params};
     const LaunchPlan &plan = compiled_->plan;
-    for (size_t i = 0; i < plan.launches.size(); ++i) {
+    const Spec &spec = compiled_->spec;
+    auto run = [&](size_t i, MuseParams &p, const Shape &shape) -> Status {
       const KernelLaunch &l = plan.launches[i];
       unsigned grid[3];
-      if (Status st = launchGrid(l, args.shape, grid); !st.ok())
+      if (Status st = launchGrid(l, shape, grid); !st.ok())
         return st;
+      void *viewArgs[] = {&p};
       CUresult r = d.cuLaunchKernel(functions_[i], grid[0], grid[1], grid[2], unsigned(l.block),
-                                    1, 1, unsigned(l.sharedBytes), s, kernelArgs, nullptr);
+                                    1, 1, unsigned(l.sharedBytes), s, viewArgs, nullptr);
       if (r != CUDA_SUCCESS)
         return d.check(r, ("cuLaunchKernel(" + l.kernel + ")").c_str());
+      return Status::success();
+    };
+    const int levels =
+        spec.causal ? causalLevelCount(args.shape.N, spec.blockSize, spec.windowBlocks) : 0;
+    for (size_t i = 0; i < plan.launches.size();) {
+      if (plan.launches[i].view == LaunchView::Full) {
+        if (Status st = run(i, params, args.shape); !st.ok())
+          return st;
+        ++i;
+        continue;
+      }
+      // A run of per-level launches: all of them at level 0, then level 1, ...
+      size_t end = i;
+      while (end < plan.launches.size() && plan.launches[end].view != LaunchView::Full)
+        ++end;
+      for (int lv = 0; lv < levels; ++lv) {
+        const LevelGeometry g = levelGeometry(args.shape.N, spec.blockSize, spec.windowBlocks, lv);
+        for (size_t j = i; j < end; ++j) {
+          MuseParams view;
+          Shape viewShape;
+          levelView(plan.launches[j].view, g, params, args.shape, spec.valueDim, view, viewShape);
+          if (Status st = run(j, view, viewShape); !st.ok())
+            return st;
+        }
+      }
+      i = end;
     }
+    if (spec.causal)
+      return Status::success(); // causal partitions are exported per level by the plan
     const Shape &sh = args.shape;
     if (args.queryAssign)
       if (Status st = copyBuffer(params.q_assign, args.queryAssign, sh.B * sh.H * sh.N, s);
@@ -143,6 +220,21 @@ public:
   }
 
 private:
+  /// The context the module lives in, made current when none is.
+  Status makeCurrent() {
+    CudaDriver &d = CudaDriver::get();
+    CUcontext current = nullptr;
+    d.cuCtxGetCurrent(&current);
+    if (!current)
+      return d.check(d.cuCtxSetCurrent(ctx_), "cuCtxSetCurrent");
+    if (current != ctx_)
+      return {StatusCode::InvalidArgument,
+              "spec '" + compiled_->spec.name +
+                  "' was loaded in another CUDA context than the current one (another "
+                  "device?); build one Attention per device, with that device current"};
+    return Status::success();
+  }
+
   static Status copyBuffer(const int *from, int32_t *to, int64_t count, CUstream s) {
     CudaDriver &d = CudaDriver::get();
     return d.check(d.cuMemcpyDtoDAsync(reinterpret_cast<CUdeviceptr>(to),
@@ -155,6 +247,7 @@ private:
   CUcontext ctx_;
   CUmodule module_ = nullptr;
   std::vector<CUfunction> functions_; // one per launch, in plan order
+  std::vector<CUfunction> backwardFunctions_; // one per backward launch
 };
 
 } // namespace

@@ -4,6 +4,8 @@
 
 #include "muse/params.cuh"
 
+#include "CausalLevels.h"
+
 #include <climits>
 #include <cstddef>
 #include <cstring>
@@ -24,6 +26,9 @@ const WorkspaceField kFields[] = {
     MUSE_FIELD(q_assign),    MUSE_FIELD(k_assign),    MUSE_FIELD(q_offsets),
     MUSE_FIELD(k_offsets),   MUSE_FIELD(q_perm),      MUSE_FIELD(k_perm),
     MUSE_FIELD(summaries),   MUSE_FIELD(near),        MUSE_FIELD(row_lse),
+    MUSE_FIELD(part_o),      MUSE_FIELD(run_lse),     MUSE_FIELD(served),
+    MUSE_FIELD(bwd_pg),      MUSE_FIELD(bwd_dr),      MUSE_FIELD(bwd_delta),
+    MUSE_FIELD(bwd_dqbar),
 };
 #undef MUSE_FIELD
 
@@ -64,7 +69,9 @@ const std::vector<std::string> &workspaceFieldNames() {
 }
 
 Status checkPlanBuffers(const LaunchPlan &plan) {
-  for (const BufferSpec &b : plan.buffers)
+  std::vector<BufferSpec> all = plan.buffers;
+  all.insert(all.end(), plan.backwardBuffers.begin(), plan.backwardBuffers.end());
+  for (const BufferSpec &b : all)
     if (!findField(b.name)) {
       std::string known;
       for (const std::string &n : workspaceFieldNames())
@@ -134,7 +141,34 @@ Status checkForwardArgs(const Spec &spec, const LaunchPlan &plan, const ForwardA
       return invalid("workspace must be 256-byte aligned (cudaMalloc and PyTorch "
                      "allocations are)");
   }
-  if (a.queryAssign || a.keyAssign) {
+  if (spec.causal) {
+    if (s.N != s.M)
+      return invalid("shape " + shapeText(s) + ": spec '" + spec.name +
+                     "' is causal self-attention and needs N == M");
+    const bool any = a.queryAssign || a.keyAssign || a.servedAssign;
+    if (any && !(a.queryAssign && a.keyAssign && a.servedAssign))
+      return invalid("causal partitions: pass queryAssign, keyAssign and servedAssign together "
+                     "(or none)");
+    // Every per-level launch, on the view it sees at each level.
+    MuseParams base{}, view{};
+    const int levels = causalLevelCount(s.N, spec.blockSize, spec.windowBlocks);
+    for (const KernelLaunch &l : plan.launches) {
+      if (l.view == LaunchView::Full)
+        continue;
+      for (int lv = 0; lv < levels; ++lv) {
+        Shape vs;
+        levelView(l.view, levelGeometry(s.N, spec.blockSize, spec.windowBlocks, lv), base, s,
+                  spec.valueDim, view, vs);
+        unsigned grid[3];
+        if (Status st = launchGrid(l, vs, grid); !st.ok())
+          return invalid(st.message + " (causal level " + std::to_string(lv) +
+                         "; use a larger block_size or a smaller batch)");
+      }
+    }
+  } else if (a.servedAssign) {
+    return invalid("servedAssign is only for causal specs; spec '" + spec.name + "' is acausal");
+  }
+  if (!spec.causal && (a.queryAssign || a.keyAssign)) {
     for (const char *name : {"q_assign", "k_assign"}) {
       bool found = false;
       for (const BufferSpec &b : plan.buffers)
@@ -146,6 +180,8 @@ Status checkForwardArgs(const Spec &spec, const LaunchPlan &plan, const ForwardA
   }
   for (const KernelLaunch &l : plan.launches) {
     unsigned grid[3];
+    if (l.view != LaunchView::Full)
+      continue; // checked per level above
     if (Status st = launchGrid(l, s, grid); !st.ok())
       return st;
   }
@@ -172,6 +208,13 @@ Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &a
   p.N = int(a.shape.N);
   p.M = int(a.shape.M);
   p.scale = float(spec.effectiveScale());
+  p.seq_len = int(a.shape.N);
+  p.batch = int(a.shape.B);
+  if (spec.causal) {
+    p.out_query = a.queryAssign;
+    p.out_key = a.keyAssign;
+    p.out_served = a.servedAssign;
+  }
   std::vector<int64_t> offsets = plan.bufferOffsets(a.shape);
   for (size_t i = 0; i < plan.buffers.size(); ++i) {
     const WorkspaceField *f = findField(plan.buffers[i].name);

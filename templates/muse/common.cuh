@@ -30,6 +30,24 @@ template <class T> __device__ __forceinline__ float loadf(const void *base, long
   return toFloat(static_cast<const T *>(base)[i]);
 }
 
+/// Eight consecutive elements at element offset `off` of `base`, as floats:
+/// one 16-byte load when T is 16-bit and the address is 16-byte aligned (any
+/// strides stay legal), element loads otherwise.
+template <class T> __device__ __forceinline__ void load8(const void *base, long long off, float (&x)[8]) {
+  const T *ptr = static_cast<const T *>(base) + off;
+  if (sizeof(T) == 2 && (reinterpret_cast<unsigned long long>(ptr) & 15ull) == 0) {
+    const uint4 u = *reinterpret_cast<const uint4 *>(ptr);
+    const T *h = reinterpret_cast<const T *>(&u);
+#pragma unroll
+    for (int c = 0; c < 8; ++c)
+      x[c] = toFloat(h[c]);
+  } else {
+#pragma unroll
+    for (int c = 0; c < 8; ++c)
+      x[c] = toFloat(ptr[c]);
+  }
+}
+
 __host__ __device__ constexpr int cmin(int a, int b) { return a < b ? a : b; }
 __host__ __device__ constexpr int cmax(int a, int b) { return a > b ? a : b; }
 __host__ __device__ constexpr int cdiv(int a, int b) { return (a + b - 1) / b; }
@@ -48,20 +66,33 @@ struct HeadIndex {
   }
 };
 
+/// Row offset of batch entry vb (a virtual batch in a segment view) and row n
+/// inside it: a segment view (p.seg_count > 0, causal far field) maps
+/// vb = b*seg_count + a to batch b and row a*seg_stride + base + n, so every
+/// stage written for one attention problem per head runs on all segments of a
+/// level at once.
+__device__ __forceinline__ long long viewRow(const MuseParams &p, int vb, long long n, long long sb,
+                                             long long sn, long long base) {
+  if (p.seg_count == 0)
+    return vb * sb + n * sn;
+  const int b = vb / p.seg_count, a = vb - b * p.seg_count;
+  return b * sb + (a * p.seg_stride + base + n) * sn;
+}
+
 /// Element offset of query row n of head (b, h), key/value row m of kv head kh.
 __device__ __forceinline__ long long qRow(const MuseParams &p, int b, int h, long long n) {
-  return b * p.q_sb + h * p.q_sh + n * p.q_sn;
+  return viewRow(p, b, n, p.q_sb, p.q_sn, p.seg_qbase) + h * p.q_sh;
 }
 __device__ __forceinline__ long long kRow(const MuseParams &p, int kh, long long m) {
   int b = kh / p.Hkv;
-  return b * p.k_sb + (kh - b * p.Hkv) * p.k_sh + m * p.k_sm;
+  return viewRow(p, b, m, p.k_sb, p.k_sm, 0) + (kh - b * p.Hkv) * p.k_sh;
 }
 __device__ __forceinline__ long long vRow(const MuseParams &p, int kh, long long m) {
   int b = kh / p.Hkv;
-  return b * p.v_sb + (kh - b * p.Hkv) * p.v_sh + m * p.v_sm;
+  return viewRow(p, b, m, p.v_sb, p.v_sm, 0) + (kh - b * p.Hkv) * p.v_sh;
 }
 __device__ __forceinline__ long long oRow(const MuseParams &p, int b, int h, long long n) {
-  return b * p.o_sb + h * p.o_sh + n * p.o_sn;
+  return viewRow(p, b, n, p.o_sb, p.o_sn, p.seg_qbase) + h * p.o_sh;
 }
 
 /// x = scale*q, rounded on its own (never fused into a later add), so that

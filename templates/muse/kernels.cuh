@@ -15,5 +15,10 @@
 #include "muse/select_near.cuh"
 #include "muse/far_field.cuh"
 #include "muse/dipole.cuh"
+#include "muse/causal_window.cuh"
+#include "muse/causal_levels.cuh"
+#include "muse/backward_rows.cuh"
+#include "muse/backward_keys.cuh"
+#include "muse/backward_centroid.cuh"
 
 #endif // MUSE_TEMPLATES_KERNELS_CUH

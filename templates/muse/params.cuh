@@ -34,6 +34,8 @@
 //   near         i32 [qh, CQ, max(E,1)]  the E key clusters of largest mass per
 //                                   query cluster (ascending cluster index, -1 pads)
 //   row_lse      f32 [qh, N]        lse of every query (kept even when lse is null)
+//   part_o, run_lse, served          causal only (see the fields below)
+//   bwd_pg, bwd_dr, bwd_delta, bwd_dqbar  backward only (see the fields below)
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_PARAMS_CUH
 #define MUSE_TEMPLATES_PARAMS_CUH
@@ -68,6 +70,43 @@ struct MuseParams {
   float *summaries;
   int *near;
   float *row_lse;
+
+  // Causal far field (ALGORITHM.md §4; templates/README.md "Causal forward").
+  // A per-level launch sees one level ℓ; a segment view sees every segment of
+  // that level as its own batch entry: virtual batch b' = b*seg_count + a,
+  // B = batch*seg_count, N = M = 2^ℓ S (the segment length), and row n of
+  // segment a is position a*seg_stride + seg_qbase + n (keys: + 0). Acausal
+  // launches and the window see seg_count = 0 and the real shape.
+  int seg_count;        // segments per batch entry of this view; 0: no view
+  int seg_level;        // ℓ of a per-level launch
+  int level_segs;       // segments of level ℓ (per-level launches)
+  int seq_len;          // N of the whole call
+  int batch;            // B of the whole call
+  long long seg_stride; // 2^{ℓ+1} S: positions from one segment to the next
+  long long seg_qbase;  // query/output row offset inside a segment (0: L, (2^ℓ+w-1)S: R)
+  float *part_o;        // f32 [B*H, N, Dv]: the partial o of one level (contiguous)
+  float *run_lse;       // f32 [B*H, N]: lse of the partials merged so far
+  int *served;          // i32 [view heads, 2^ℓ S]: nearest non-empty L centroid, -1 past N
+  int *out_key;         // i32 [levels, B*Hkv, N] partition export, null: not requested
+  int *out_query;       // i32 [levels, B*H, N]
+  int *out_served;      // i32 [levels, B*H, N]
+
+  // Acausal backward (templates/README.md "Backward"); null/0 in forward
+  // launches. Gradients are fp32 with their own strides; dq is w.r.t. the
+  // unscaled q. The backward reads the forward's workspace buffers unchanged.
+  const float *dout; // dL/do  f32 [B, H, N, Dv]  do_sb, do_sh, do_sn
+  const float *dlse; // dL/dlse f32 [B, H, N] contiguous; null: zero
+  float *dq;         // f32 [B, H, N, D]    dq_sb, dq_sh, dq_sn
+  float *dk;         // f32 [B, Hkv, M, D]  dk_sb, dk_sh, dk_sm
+  float *dv;         // f32 [B, Hkv, M, Dv] dv_sb, dv_sh, dv_sm
+  long long do_sb, do_sh, do_sn;
+  long long dq_sb, dq_sh, dq_sn;
+  long long dk_sb, dk_sh, dk_sm;
+  long long dv_sb, dv_sh, dv_sm;
+  float *bwd_pg;    // f32 [qh, N, 2*CK]  per (query, far key cluster): P_nj, g_nj
+  float *bwd_dr;    // f32 [qh, N, D]     dL/dr_n of the far field
+  float *bwd_delta; // f32 [qh, N]        dO_n . o_n
+  float *bwd_dqbar; // f32 [qh, CQ, CK, D] stage-1 part of dL/dqbar_i per key cluster
 };
 
 #endif

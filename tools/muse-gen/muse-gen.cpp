@@ -20,6 +20,7 @@
 #include "muse/Runtime/Nvrtc.h"
 #include "muse/Spec/Spec.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -247,6 +248,22 @@ int cmdVerify(const Args &args) {
     opt.comparePartitions = true;
   }
   Engine engine;
+  if (args.has("backward")) {
+    check::BackwardReport bwd;
+    Status st = check::verifyBackward(engine, spec, opt, /*withDLse=*/true, bwd);
+    if (!st.ok())
+      return fail(st.message);
+    double tol = check::referenceTolerance(spec);
+    double worst = std::max({bwd.dqRelL2, bwd.dkRelL2, bwd.dvRelL2});
+    std::cout << spec.name << " backward (" << dtypeName(spec.dtype) << ", order " << spec.order
+              << ", clusters " << spec.queryClusters << "/" << spec.keyClusters << ", near "
+              << spec.nearClusters << ")\n"
+              << bwd.str();
+    bool ok = bwd.outputsFinite && bwd.deterministic && worst < tol;
+    std::cout << (ok ? "PASS" : "FAIL") << ": worst gradient rel L2 vs reference " << worst
+              << " (tolerance " << tol << ")\n";
+    return ok ? 0 : 1;
+  }
   check::VerifyReport report;
   Status st = check::verifyForward(engine, spec, opt, report);
   if (!st.ok())
@@ -382,7 +399,11 @@ const std::vector<Command> &commands() {
         {"seed", true, "random seed (default: fresh, printed)"},
         {"well-separated", false,
          "clustered inputs; also require partitions equal to the reference's"},
-        {"timed-runs", true, "also time the forward (median of this many)"}, kSet, kArch, kHelp},
+        {"timed-runs", true, "also time the forward (median of this many)"},
+        {"backward", false,
+         "check the gradients instead (acausal): dq, dk, dv against the reference's, and\n"
+         "a second backward bit-identical"},
+        kSet, kArch, kHelp},
        cmdVerify},
       {"cache", "cache ls|clear|verify",
        "ls: list entries; clear: remove every entry; verify: read and checksum every\n"

@@ -29,6 +29,7 @@ struct VerifyOptions {
   InputKind inputs = InputKind::Gaussian;
   bool comparePartitions = false; // also run the reference k-means and compare
   int timedRuns = 0;              // > 0: median forward time over that many runs
+  bool timeOnly = false;          // skip the CPU reference (large timing shapes)
 };
 
 struct VerifyReport {
@@ -58,6 +59,37 @@ double referenceTolerance(const Spec &spec);
 /// Builds `spec` and runs the check. Fails with NoDevice where there is no GPU.
 Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &options,
                      VerifyReport &report);
+
+/// Causality on the GPU (ALGORITHM.md §4): two calls whose inputs agree at
+/// positions <= cut and are redrawn at every later position.
+struct CausalityReport {
+  int64_t cut = 0;
+  int64_t changedAtOrBefore = 0; // (head, position) rows <= cut whose o or lse moved a bit: must be 0
+  int64_t changedAfter = 0;      // rows after cut that changed (shows the inputs did change)
+  bool outputsFinite = true;
+};
+
+/// Fails with NoDevice where there is no GPU; InvalidArgument for an acausal
+/// spec or a cut outside [0, N).
+Status verifyCausality(Engine &engine, const Spec &spec, const Shape &shape, uint64_t seed,
+                       int64_t cut, CausalityReport &report);
+
+/// The backward (acausal specs): the forward on random inputs, then the
+/// backward with random dO (and dLse unless withDLse is false), against
+/// ref::museBackward on the kernel's partitions (VerifyBackward.cpp).
+struct BackwardReport {
+  uint64_t seed = 0;
+  Shape shape;
+  double dqRelL2 = 0, dkRelL2 = 0, dvRelL2 = 0; // ||g - g_ref|| / ||g_ref||
+  bool outputsFinite = true;
+  bool deterministic = true; // a second backward gave bit-identical dq, dk, dv
+  double medianMs = 0;       // backward only, when timedRuns > 0
+  std::string str() const;
+};
+
+/// Fails with NoDevice where there is no GPU; InvalidArgument for a causal spec.
+Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &options,
+                      bool withDLse, BackwardReport &report);
 
 } // namespace muse::check
 

@@ -57,8 +57,37 @@ struct ForwardArgs {
   float *lse = nullptr;    // [B, H, N] contiguous, may be null
   void *workspace = nullptr; int64_t workspaceBytes = 0;
   /// Optional copies of the partitions (device, int32): [B*H, N] and [B*Hkv, M].
+  /// Causal specs: the layout of muse::ref::Partitions, levels x heads x N
+  /// (levels: Attention::causalLevels), -1 where a level does not apply; then
+  /// all three or none, and servedAssign [levels, B*H, N] is the nearest
+  /// non-empty segment centroid of every served query.
   int32_t *queryAssign = nullptr;
   int32_t *keyAssign = nullptr;
+  int32_t *servedAssign = nullptr;
+};
+
+/// Arguments of one backward call (acausal specs; ALGORITHM.md section 5):
+/// the gradients of a loss L given dO = dL/do (and optionally dL/dlse), with
+/// the partitions of the forward call held fixed. q, k, v and o must be those
+/// of that forward call, and `workspace` the one it used, allocated with at
+/// least Attention::backwardWorkspaceBytes bytes: its first workspaceBytes
+/// bytes must still hold what the forward wrote (partitions, centroids,
+/// summaries, near lists, row lse); the backward writes only after them.
+/// Gradients are fp32 whatever the input dtype (the sums over clusters and
+/// the GQA group are fp32); strides in elements, innermost contiguous.
+struct BackwardArgs {
+  Shape shape;
+  const void *q = nullptr; int64_t qStride[3] = {0, 0, 0}; // as in ForwardArgs
+  const void *k = nullptr; int64_t kStride[3] = {0, 0, 0};
+  const void *v = nullptr; int64_t vStride[3] = {0, 0, 0};
+  const float *o = nullptr;  int64_t oStride[3] = {0, 0, 0}; // the forward's output
+  const float *lse = nullptr; // the forward's lse [B, H, N]; null: its copy in the workspace
+  const float *dO = nullptr; int64_t dOStride[3] = {0, 0, 0}; // [B, H, N, Dv]
+  const float *dLse = nullptr; // [B, H, N] contiguous; null: zero
+  float *dq = nullptr; int64_t dqStride[3] = {0, 0, 0}; // [B, H, N, D]
+  float *dk = nullptr; int64_t dkStride[3] = {0, 0, 0}; // [B, Hkv, M, D]
+  float *dv = nullptr; int64_t dvStride[3] = {0, 0, 0}; // [B, Hkv, M, Dv]
+  void *workspace = nullptr; int64_t workspaceBytes = 0;
 };
 
 class Attention; // a compiled spec: module loaded, plan ready
@@ -125,6 +154,14 @@ public:
   /// Checks shapes and strides against the spec; launches on `stream`
   /// (a CUstream, null for the default stream).
   virtual Status forward(const ForwardArgs &args, void *stream) = 0;
+  /// Whether the spec has a backward plan (acausal specs).
+  virtual bool hasBackward() const = 0;
+  /// Workspace bytes of a forward + backward pair: >= workspaceBytes(shape).
+  virtual int64_t backwardWorkspaceBytes(const Shape &shape) const = 0;
+  /// dq, dk, dv of the forward call that used args.workspace (BackwardArgs).
+  /// Deterministic: no atomics, every sum in a fixed order. Same stream
+  /// order as the forward (it reads the forward's workspace).
+  virtual Status backward(const BackwardArgs &args, void *stream) = 0;
 };
 
 } // namespace muse

@@ -29,6 +29,12 @@ Status checkForwardArgs(const Spec &spec, const LaunchPlan &plan, const ForwardA
 Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &args,
                   MuseParams &p);
 
+/// Validates a backward call (shape, pointers, strides, workspace of
+/// plan.backwardWorkspaceBytes) and fills `p` for the backward plan: the
+/// forward's buffers at their offsets, then the backward's scratch.
+Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const BackwardArgs &args,
+                          MuseParams &p);
+
 /// The grid of one launch for `shape`, checked against CUDA's limits.
 Status launchGrid(const KernelLaunch &launch, const Shape &shape, unsigned grid[3]);
 

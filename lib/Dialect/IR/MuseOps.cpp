@@ -92,7 +92,7 @@ LogicalResult checkOutputs(Operation *op, SpecAttr spec, Value q, Value o, Value
 
 /// The cluster bookkeeping both stage-2 ops and summarize read.
 LogicalResult checkClusters(Operation *op, SpecAttr spec, Value qCentroids, Value qPerm,
-                            Value qOffsets, Value kPerm, Value kOffsets) {
+                            Value qOffsets, Value kPerm, Value kOffsets, bool keys = true) {
   int64_t CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
   if (qCentroids && failed(checkTensor(op, "q_centroids", qCentroids, {kAny, CQ, spec.getHeadDim()},
                                        f32(op), "[B*H, query_clusters, head_dim] f32")))
@@ -102,6 +102,8 @@ LogicalResult checkClusters(Operation *op, SpecAttr spec, Value qCentroids, Valu
   if (qOffsets && failed(checkTensor(op, "q_offsets", qOffsets, {kAny, CQ + 1}, i32(op),
                                      "[B*H, query_clusters + 1] i32")))
     return failure();
+  if (!keys)
+    return success();
   if (failed(checkTensor(op, "k_perm", kPerm, {kAny, kAny}, i32(op), "[B*Hkv, M] i32")) ||
       failed(checkTensor(op, "k_offsets", kOffsets, {kAny, CK + 1}, i32(op),
                          "[B*Hkv, key_clusters + 1] i32")))
@@ -215,6 +217,53 @@ LogicalResult DipoleOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// Causal ops
+//===----------------------------------------------------------------------===//
+
+namespace {
+LogicalResult requireCausal(Operation *op, SpecAttr spec) {
+  if (spec.getCausal())
+    return success();
+  return op->emitOpError() << "belongs to the causal pipeline but the spec has causal = false";
+}
+} // namespace
+
+LogicalResult WindowOp::verify() {
+  SpecAttr spec = getSpec();
+  if (failed(requireCausal(*this, spec)) || failed(checkQKV(*this, spec, getQ(), getK(), getV())) ||
+      failed(checkOutputs(*this, spec, getQ(), getO(), getLse())))
+    return failure();
+  return success();
+}
+
+LogicalResult AssignServedOp::verify() {
+  SpecAttr spec = getSpec();
+  if (failed(requireCausal(*this, spec)) ||
+      failed(checkTensor(*this, "q", getQ(), {kAny, kAny, kAny, spec.getHeadDim()}, spec.getDtype(),
+                         "[B, H, N, head_dim] of dtype")) ||
+      failed(checkClusters(*this, spec, getQCentroids(), getPerm(), getOffsets(), Value(), Value(),
+                           /*keys=*/false)) ||
+      failed(checkTensor(*this, "q_assign", getQAssign(), {kAny, kAny}, i32(*this),
+                         "[segment heads, segment length] i32")))
+    return failure();
+  return success();
+}
+
+LogicalResult MergeOp::verify() {
+  SpecAttr spec = getSpec();
+  if (failed(requireCausal(*this, spec)))
+    return failure();
+  Value os[] = {getOWindow(), getOLevel(), getO()};
+  Value ls[] = {getLseWindow(), getLseLevel(), getLse()};
+  for (int i = 0; i < 3; ++i)
+    if (failed(checkTensor(*this, "o", os[i], {kAny, kAny, kAny, spec.getValueDim()}, f32(*this),
+                           "[B, H, N, value_dim] f32")) ||
+        failed(checkTensor(*this, "lse", ls[i], {kAny, kAny, kAny}, f32(*this), "[B, H, N] f32")))
+      return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Plan ops
 //===----------------------------------------------------------------------===//
 
@@ -250,7 +299,11 @@ const llvm::StringMap<BufferKind> &bufferKinds() {
       {"q_offsets", {false, Side::Query}},  {"k_offsets", {false, Side::Key}},
       {"q_perm", {false, Side::Query}},     {"k_perm", {false, Side::Key}},
       {"summaries", {true, Side::Query}},   {"near", {false, Side::Query}},
-      {"row_lse", {true, Side::Query}}};
+      {"row_lse", {true, Side::Query}},     {"part_o", {true, Side::Query}},
+      {"run_lse", {true, Side::Query}},     {"served", {false, Side::Query}},
+      // The backward plan's scratch (MuseBackwardOps.td).
+      {"bwd_pg", {true, Side::Query}},      {"bwd_dr", {true, Side::Query}},
+      {"bwd_delta", {true, Side::Query}},   {"bwd_dqbar", {true, Side::Query}}};
   return kinds;
 }
 } // namespace
@@ -261,7 +314,8 @@ LogicalResult BufferOp::verify() {
     return emitOpError() << "'" << getSymName()
                          << "' is not a MuseParams workspace buffer; allowed: q_centroids, "
                             "k_centroids, q_sums, k_sums, q_counts, k_counts, q_assign, k_assign, "
-                            "q_offsets, k_offsets, q_perm, k_perm, summaries, near, row_lse";
+                            "q_offsets, k_offsets, q_perm, k_perm, summaries, near, row_lse, part_o, "
+                            "run_lse, served, bwd_pg, bwd_dr, bwd_delta, bwd_dqbar";
   Type want = it->second.isFloat ? f32(*this) : i32(*this);
   if (getElemType() != want)
     return emitOpError() << "'" << getSymName() << "' holds " << want << ", not " << getElemType();
@@ -287,6 +341,15 @@ LogicalResult LaunchOp::verify() {
   Operation *target = SymbolTable::lookupNearestSymbolFrom(*this, getKernelAttr());
   if (!isa_and_nonnull<KernelOp>(target))
     return emitOpError() << "launches " << getKernelAttr() << ", which is not a muse.kernel of this plan";
+  if (auto view = getView()) {
+    StringRef v = *view;
+    if (v != "full" && v != "level" && v != "segment" && v != "served")
+      return emitOpError() << "view = \"" << v << "\" is not one of full, level, segment, served";
+    auto plan = (*this)->getParentOfType<PlanOp>();
+    if (v != "full" && plan && !plan.getSpec().getCausal())
+      return emitOpError() << "has view = \"" << v
+                           << "\" but per-level views exist only in causal plans";
+  }
   return success();
 }
 

@@ -42,14 +42,50 @@ struct Launch {
   std::string kernel, instance, stage;
   int64_t threads;
   DimExpr grid[3];
+  const char *view; // LaunchView name: "full", or per causal level "level", "segment", "served"
 };
 
 class PlanBuilder {
 public:
   explicit PlanBuilder(SpecAttr spec, ScheduleAttr sched) : spec(spec), sched(sched) {}
 
+  /// The causal ops of ALGORITHM.md section 4 (muse-decompose's causal lowering).
+  bool addCausal(Operation *op) {
+    int64_t T = sched.getThreads();
+    if (isa<WindowOp>(op)) {
+      use({"run_lse"});
+      int64_t bq = std::min<int64_t>(32, spec.getBlockSize()); // WindowTiles::BQ
+      launch("muse_causal_window", "causal_window<MuseCfg>", T,
+             "causal near field: exact attention over the window", {over(Sym::N, bq), heads(true), constant(1)},
+             "full");
+      return true;
+    }
+    if (isa<AssignServedOp>(op)) {
+      use({"q_centroids", "q_counts", "q_offsets", "q_perm", "served"});
+      launch("muse_served_assign", "served_assign<MuseCfg>", 256,
+             "served queries to their nearest non-empty segment centroid",
+             {over(Sym::N, 256), heads(true), constant(1)}, "served");
+      launch("muse_served_sort", "served_sort<MuseCfg>", 1024, "served queries grouped by cluster",
+             {constant(1), heads(true), constant(1)}, "served");
+      return true;
+    }
+    if (isa<MergeOp>(op)) {
+      use({"row_lse", "part_o", "run_lse", "served", "q_assign", "k_assign"});
+      launch("muse_causal_merge", "causal_merge<MuseCfg>", 128,
+             "merge of the level's partial (log-sum-exp weights)",
+             {over(Sym::N, 128), heads(true), constant(1)}, "level");
+      launch("muse_causal_export", "causal_export<MuseCfg>", 256,
+             "the level's partitions, when requested", {over(Sym::N, 256), heads(true), constant(1)},
+             "level");
+      return true;
+    }
+    return false;
+  }
+
   /// Appends the launches of one stage op and marks the buffers it touches.
   LogicalResult add(Operation *op) {
+    if (addCausal(op))
+      return success();
     if (auto km = dyn_cast<KMeansOp>(op))
       return addKMeans(km.getSide());
     if (auto cs = dyn_cast<ClusterSortOp>(op)) {
@@ -109,9 +145,12 @@ public:
       if (declared.insert(l.kernel).second)
         b.create<KernelOp>(loc, l.kernel, "muse::" + l.instance, l.threads, 0, l.stage);
     MLIRContext *ctx = plan.getContext();
-    for (const Launch &l : launches)
+    for (const Launch &l : launches) {
+      StringAttr view = llvm::StringRef(l.view) == "full" ? StringAttr() : b.getStringAttr(l.view);
       b.create<LaunchOp>(loc, l.kernel, DimAttr::fromDimExpr(ctx, l.grid[0]),
-                         DimAttr::fromDimExpr(ctx, l.grid[1]), DimAttr::fromDimExpr(ctx, l.grid[2]));
+                         DimAttr::fromDimExpr(ctx, l.grid[1]), DimAttr::fromDimExpr(ctx, l.grid[2]),
+                         view);
+    }
   }
 
 private:
@@ -122,6 +161,8 @@ private:
   std::vector<Buffer> allBuffers() const {
     int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
     int64_t E = std::max<int64_t>(spec.getNearClusters(), 1);
+    if (spec.getCausal())
+      return causalBuffers();
     return {{"q_centroids", true, Side::Query, 0, 0, CQ * D},
             {"k_centroids", true, Side::Key, 0, 0, CK * D},
             {"q_sums", true, Side::Query, 0, 0, CQ * D},
@@ -137,6 +178,39 @@ private:
             {"summaries", true, Side::Query, 0, 0, CQ * CK * spec.getSummaryWidth()},
             {"near", false, Side::Query, 0, 0, CQ * E},
             {"row_lse", true, Side::Query, 1, 0, 0}};
+  }
+
+  /// Causal plans reuse the acausal buffers for one level's segment view at a
+  /// time. Level 0 has the most segments, at most ceil(N / 2S); a buffer of X
+  /// elements per segment head therefore gets ceil(X / 2S) per position plus
+  /// X, and per-position buffers (segments x segment length <= N + S) get
+  /// N + S. Linear in N; the merge buffers are per position of the sequence.
+  std::vector<Buffer> causalBuffers() const {
+    int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
+    int64_t E = std::max<int64_t>(spec.getNearClusters(), 1), S = spec.getBlockSize();
+    auto perSeg = [&](int64_t x) { return (x + 2 * S - 1) / (2 * S); };
+    auto cl = [&](const char *name, bool isFloat, Side side, int64_t x) {
+      return Buffer{name, isFloat, side, perSeg(x), 0, x};
+    };
+    int64_t sum = CQ * CK * spec.getSummaryWidth();
+    return {cl("q_centroids", true, Side::Query, CQ * D),
+            cl("k_centroids", true, Side::Key, CK * D),
+            cl("q_sums", true, Side::Query, CQ * D),
+            cl("k_sums", true, Side::Key, CK * D),
+            cl("q_counts", false, Side::Query, CQ),
+            cl("k_counts", false, Side::Key, CK),
+            {"q_assign", false, Side::Query, 1, 0, S},
+            {"k_assign", false, Side::Key, 1, 0, S},
+            cl("q_offsets", false, Side::Query, CQ + 1),
+            cl("k_offsets", false, Side::Key, CK + 1),
+            {"q_perm", false, Side::Query, 1, 0, S},
+            {"k_perm", false, Side::Key, 1, 0, S},
+            cl("summaries", true, Side::Query, sum),
+            cl("near", false, Side::Query, CQ * E),
+            {"row_lse", true, Side::Query, 1, 0, S},
+            {"part_o", true, Side::Query, spec.getValueDim(), 0, 0},
+            {"run_lse", true, Side::Query, 1, 0, 0},
+            {"served", false, Side::Query, 1, 0, S}};
   }
 
   LogicalResult addKMeans(Side side) {
@@ -164,8 +238,14 @@ private:
       used.insert(n);
   }
   void launch(std::string kernel, std::string instance, int64_t threads, std::string stage,
-              std::initializer_list<DimExpr> grid) {
-    Launch l{std::move(kernel), std::move(instance), std::move(stage), threads, {}};
+              std::initializer_list<DimExpr> grid, const char *view = nullptr) {
+    // Every stage of a causal spec that is not one of its own ops runs on
+    // segments: stage 2 on the served view, the rest on L's.
+    if (!view)
+      view = !spec.getCausal() ? "full"
+             : (kernel == "muse_far_field" || kernel == "muse_dipole") ? "served"
+                                                                       : "segment";
+    Launch l{std::move(kernel), std::move(instance), std::move(stage), threads, {}, view};
     std::copy(grid.begin(), grid.end(), l.grid);
     launches.push_back(std::move(l));
   }
@@ -196,7 +276,7 @@ LogicalResult outline(func::FuncOp func) {
         return op.emitOpError() << "has a different schedule than the other stages of @"
                                 << func.getSymName();
       sched = s;
-    } else if (isa<SummarizeOp, FarFieldOp, DipoleOp>(op)) {
+    } else if (isa<SummarizeOp, FarFieldOp, DipoleOp, WindowOp>(op)) {
       return op.emitOpError() << "has no schedule (run muse-schedule before muse-outline)";
     }
     stages.push_back(&op);

@@ -6,8 +6,11 @@
 using namespace mlir;
 
 void mlir::muse::buildMuseLoweringPipeline(OpPassManager &pm) {
+  pm.addPass(createMuseDeriveBackward());
   pm.addPass(createMuseDecompose());
+  pm.addPass(createMuseDecomposeBackward());
   pm.addPass(createMuseSchedule());
+  pm.addPass(createMuseOutlineBackward());
   pm.addPass(createMuseOutline());
 }
 

@@ -36,6 +36,8 @@ struct MuseSchedule : public mlir::muse::impl::MuseScheduleBase<MuseSchedule> {
         f.setScheduleAttr(chooseSchedule(f.getSpec()));
       else if (auto d = dyn_cast<DipoleOp>(op))
         d.setScheduleAttr(chooseSchedule(d.getSpec()));
+      else if (auto w = dyn_cast<WindowOp>(op))
+        w.setScheduleAttr(chooseSchedule(w.getSpec()));
     });
   }
 };

@@ -148,6 +148,33 @@ int64_t LaunchPlan::workspaceBytes(const Shape &shape) const {
   return total;
 }
 
+int64_t LaunchPlan::backwardWorkspaceBytes(const Shape &shape) const {
+  int64_t total = workspaceBytes(shape);
+  for (const BufferSpec &b : backwardBuffers)
+    total += alignUp(b.bytes(shape));
+  return total;
+}
+
+std::vector<int64_t> LaunchPlan::backwardBufferOffsets(const Shape &shape) const {
+  std::vector<int64_t> offsets;
+  int64_t at = workspaceBytes(shape);
+  for (const BufferSpec &b : backwardBuffers) {
+    offsets.push_back(at);
+    at += alignUp(b.bytes(shape));
+  }
+  return offsets;
+}
+
+const char *viewName(LaunchView v) {
+  switch (v) {
+  case LaunchView::Full: return "full";
+  case LaunchView::Level: return "level";
+  case LaunchView::Segment: return "segment";
+  case LaunchView::Served: return "served";
+  }
+  return "full";
+}
+
 std::vector<int64_t> LaunchPlan::bufferOffsets(const Shape &shape) const {
   std::vector<int64_t> offsets;
   int64_t at = 0;
@@ -162,17 +189,29 @@ std::vector<int64_t> LaunchPlan::bufferOffsets(const Shape &shape) const {
 //   muse-launch-plan 1
 //   buffer NAME heads=B*H perN=0 perM=0 fixed=4096 elem=4
 //   launch KERNEL grid=X,Y,Z block=256 shared=0 comment=free text to the end
+//   backward buffer ... / backward launch ...   (the backward plan, same fields)
 //   end
 std::string LaunchPlan::serialize() const {
   std::ostringstream os;
   os << "muse-launch-plan 1\n";
-  for (const BufferSpec &b : buffers)
-    os << "buffer " << b.name << " heads=" << symName(b.heads) << " perN=" << b.perN
+  auto buffer = [&](const char *prefix, const BufferSpec &b) {
+    os << prefix << "buffer " << b.name << " heads=" << symName(b.heads) << " perN=" << b.perN
        << " perM=" << b.perM << " fixed=" << b.fixed << " elem=" << b.elemBytes << "\n";
-  for (const KernelLaunch &l : launches)
-    os << "launch " << l.kernel << " grid=" << l.grid[0].str() << "," << l.grid[1].str() << ","
-       << l.grid[2].str() << " block=" << l.block << " shared=" << l.sharedBytes
+  };
+  auto launch = [&](const char *prefix, const KernelLaunch &l) {
+    os << prefix << "launch " << l.kernel << " grid=" << l.grid[0].str() << "," << l.grid[1].str()
+       << "," << l.grid[2].str() << " block=" << l.block << " shared=" << l.sharedBytes
+       << (l.view == LaunchView::Full ? std::string() : std::string(" view=") + viewName(l.view))
        << " comment=" << l.comment << "\n";
+  };
+  for (const BufferSpec &b : buffers)
+    buffer("", b);
+  for (const KernelLaunch &l : launches)
+    launch("", l);
+  for (const BufferSpec &b : backwardBuffers)
+    buffer("backward ", b);
+  for (const KernelLaunch &l : backwardLaunches)
+    launch("backward ", l);
   os << "end\n";
   return os.str();
 }
@@ -262,8 +301,24 @@ bool parseLaunch(const std::string &line, KernelLaunch &l, std::string &error) {
   if (!splitFields(line, nameEnd, "comment", fields, error))
     return false;
   const char *required[] = {"grid", "block", "shared", "comment"};
+  // An optional view= (causal plans) comes between shared= and comment=.
+  if (fields.size() == 5 && fields[3].first == "view") {
+    const std::string &value = fields[3].second;
+    bool known = false;
+    for (LaunchView v : {LaunchView::Full, LaunchView::Level, LaunchView::Segment, LaunchView::Served})
+      if (value == viewName(v)) {
+        l.view = v;
+        known = true;
+      }
+    if (!known) {
+      error = "launch '" + l.kernel + "': bad view='" + value +
+              "' (allowed: full, level, segment, served)";
+      return false;
+    }
+    fields.erase(fields.begin() + 3);
+  }
   if (fields.size() != 4) {
-    error = "launch '" + l.kernel + "' needs exactly grid=, block=, shared=, comment=";
+    error = "launch '" + l.kernel + "' needs exactly grid=, block=, shared=, [view=,] comment=";
     return false;
   }
   for (size_t i = 0; i < 4; ++i) {
@@ -326,6 +381,15 @@ bool LaunchPlan::deserialize(const std::string &text, LaunchPlan &out, std::stri
       continue;
     }
     std::string why;
+    // "backward buffer ..." and "backward launch ...": the backward plan.
+    const bool backward = line.rfind("backward ", 0) == 0;
+    if (backward)
+      line = line.substr(9);
+    if (backward && line.rfind("buffer ", 0) != 0 && line.rfind("launch ", 0) != 0) {
+      error = where + "expected 'backward buffer' or 'backward launch', found 'backward " + line +
+              "'";
+      return false;
+    }
     if (line == "end") {
       sawEnd = true;
     } else if (line.rfind("buffer ", 0) == 0) {
@@ -334,14 +398,14 @@ bool LaunchPlan::deserialize(const std::string &text, LaunchPlan &out, std::stri
         error = where + why;
         return false;
       }
-      plan.buffers.push_back(b);
+      (backward ? plan.backwardBuffers : plan.buffers).push_back(b);
     } else if (line.rfind("launch ", 0) == 0) {
       KernelLaunch l;
       if (!parseLaunch(line, l, why)) {
         error = where + why;
         return false;
       }
-      plan.launches.push_back(l);
+      (backward ? plan.backwardLaunches : plan.launches).push_back(l);
     } else {
       error = where + "expected 'buffer', 'launch' or 'end', found '" + line + "'";
       return false;

@@ -7,10 +7,25 @@
 using namespace mlir;
 using namespace mlir::muse;
 
+bool (::muse::isBackwardPlan)(PlanOp plan) {
+  auto pass = plan->getAttrOfType<StringAttr>("muse.pass");
+  return pass && pass.getValue() == "backward";
+}
+
+PlanOp (::muse::findBackwardPlan)(PlanOp forward) {
+  std::string name = (forward.getSymName() + "_backward").str();
+  for (PlanOp plan : forward->getBlock()->getOps<PlanOp>())
+    if (isBackwardPlan(plan) && plan.getSymName() == name)
+      return plan;
+  return PlanOp();
+}
+
 mlir::FailureOr<PlanOp> (::muse::findSinglePlan)(Operation *module) {
   PlanOp found;
   for (Region &region : module->getRegions())
     for (PlanOp plan : region.getOps<PlanOp>()) {
+      if (isBackwardPlan(plan))
+        continue; // translated with its forward plan
       if (found) {
         plan.emitError() << "more than one muse.plan; translate one layer at a time";
         return failure();
@@ -57,13 +72,25 @@ LogicalResult (::muse::translateToCuda)(PlanOp plan, llvm::raw_ostream &os) {
   constant("THREADS", sched.getThreads(), "threads of summarize, far_field, dipole");
   constant("BLOCK_Q", sched.getBlockQ(), "queries per tile");
   constant("BLOCK_K", sched.getBlockK(), "keys per tile");
+  if (spec.getCausal()) {
+    constant("BLOCK_SIZE", spec.getBlockSize(), "causal block size S");
+    constant("WINDOW_BLOCKS", spec.getWindowBlocks(), "causal exact window w (blocks)");
+  }
   os << "};\n";
-  for (KernelOp kernel : plan.getBody().getOps<KernelOp>()) {
-    os << "\n// " << kernel.getStage() << "\n";
-    os << "extern \"C\" __global__ void __launch_bounds__(" << kernel.getThreads() << ") "
-       << kernel.getSymName() << "(MuseParams p) {\n";
-    os << "  " << kernel.getInstance() << "(p);\n";
-    os << "}\n";
+  auto wrappers = [&](PlanOp from) {
+    for (KernelOp kernel : from.getBody().getOps<KernelOp>()) {
+      os << "\n// " << kernel.getStage() << "\n";
+      os << "extern \"C\" __global__ void __launch_bounds__(" << kernel.getThreads() << ") "
+         << kernel.getSymName() << "(MuseParams p) {\n";
+      os << "  " << kernel.getInstance() << "(p);\n";
+      os << "}\n";
+    }
+  };
+  wrappers(plan);
+  // The backward plan's kernels live in the same translation unit (one cubin).
+  if (PlanOp backward = findBackwardPlan(plan)) {
+    os << "\n// Backward (plan @" << backward.getSymName() << ")\n";
+    wrappers(backward);
   }
   return success();
 }

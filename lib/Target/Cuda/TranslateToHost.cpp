@@ -13,7 +13,23 @@ using ::muse::KernelLaunch;
 using ::muse::LaunchPlan;
 using ::muse::Sym;
 
+static FailureOr<::muse::LaunchPlan> buildOnePlan(PlanOp plan);
+
 FailureOr<::muse::LaunchPlan> (::muse::buildLaunchPlan)(PlanOp plan) {
+  FailureOr<LaunchPlan> out = buildOnePlan(plan);
+  if (failed(out))
+    return failure();
+  if (PlanOp backward = findBackwardPlan(plan)) {
+    FailureOr<LaunchPlan> bwd = buildOnePlan(backward);
+    if (failed(bwd))
+      return failure();
+    out->backwardBuffers = std::move(bwd->buffers);
+    out->backwardLaunches = std::move(bwd->launches);
+  }
+  return out;
+}
+
+static FailureOr<::muse::LaunchPlan> buildOnePlan(PlanOp plan) {
   LaunchPlan out;
   for (BufferOp buf : plan.getBody().getOps<BufferOp>()) {
     BufferSpec b;
@@ -37,6 +53,17 @@ FailureOr<::muse::LaunchPlan> (::muse::buildLaunchPlan)(PlanOp plan) {
     l.block = static_cast<int>(kernel.getThreads());
     l.sharedBytes = static_cast<int>(kernel.getSharedBytes());
     l.comment = kernel.getStage().str();
+    if (auto view = launch.getView()) {
+      bool known = false;
+      for (auto v : {::muse::LaunchView::Full, ::muse::LaunchView::Level,
+                     ::muse::LaunchView::Segment, ::muse::LaunchView::Served})
+        if (*view == ::muse::viewName(v)) {
+          l.view = v;
+          known = true;
+        }
+      if (!known)
+        return launch.emitOpError() << "has an unknown view \"" << *view << "\"";
+    }
     out.launches.push_back(l);
   }
   if (out.launches.empty())

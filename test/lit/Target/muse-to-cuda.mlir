@@ -44,6 +44,14 @@
 // CHECK-NEXT: muse::far_field<MuseCfg>(p);
 // CHECK: __launch_bounds__(128) muse_dipole(MuseParams p)
 // CHECK-NEXT: muse::dipole<MuseCfg>(p);
+// The backward plan's wrappers follow, in the same translation unit.
+// CHECK: // Backward (plan @tu_backward)
+// CHECK: __launch_bounds__(128) muse_backward_rows(MuseParams p)
+// CHECK-NEXT: muse::backward_rows<MuseCfg>(p);
+// CHECK: __launch_bounds__(128) muse_backward_keys(MuseParams p)
+// CHECK-NEXT: muse::backward_keys<MuseCfg>(p);
+// CHECK: __launch_bounds__(64) muse_backward_centroid(MuseParams p)
+// CHECK-NEXT: muse::backward_centroid<MuseCfg>(p);
 // CHECK-NOT: extern "C"
 func.func @tu(%q: tensor<?x?x?x64xf16>, %k: tensor<?x?x?x64xf16>, %v: tensor<?x?x?x64xf16>)
     -> (tensor<?x?x?x64xf32>, tensor<?x?x?xf32>) {

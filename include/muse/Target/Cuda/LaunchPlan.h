@@ -52,20 +52,42 @@ struct BufferSpec {
   int64_t bytes(const Shape &shape) const;
 };
 
+/// What a launch sees (causal plans, templates/README.md "Causal forward"):
+/// Full runs once on the real shape; the others run once per causal level, in
+/// plan order: Level on the real shape with the level's fields set, Segment on
+/// the level's segment view (B -> B*segments, N = M = segment length, rows of
+/// L), Served on the same view with query and output rows of R.
+enum class LaunchView { Full, Level, Segment, Served };
+const char *viewName(LaunchView v); // "full", "level", "segment", "served"
+
 struct KernelLaunch {
   std::string kernel; // extern "C" symbol in the generated CUDA source
   DimExpr grid[3];
   int block = 128; // threads, 1-D
   int sharedBytes = 0;
   std::string comment; // the stage it implements, for --emit=host and logs
+  LaunchView view = LaunchView::Full;
 };
 
 struct LaunchPlan {
   std::vector<BufferSpec> buffers; // laid out in order, each 256-byte aligned
   std::vector<KernelLaunch> launches;
 
+  /// The acausal backward (templates/README.md "Backward"; empty for causal
+  /// specs): its scratch buffers, laid out after the forward's buffers in the
+  /// same workspace (the forward's part must still hold what the forward
+  /// wrote), and its launches, in order.
+  std::vector<BufferSpec> backwardBuffers;
+  std::vector<KernelLaunch> backwardLaunches;
+  bool hasBackward() const { return !backwardLaunches.empty(); }
+
   /// Total workspace bytes, with alignment padding.
   int64_t workspaceBytes(const Shape &shape) const;
+  /// Workspace bytes of a backward call: the forward's buffers, then the
+  /// backward's.
+  int64_t backwardWorkspaceBytes(const Shape &shape) const;
+  /// Byte offset of each backward buffer (same order as `backwardBuffers`).
+  std::vector<int64_t> backwardBufferOffsets(const Shape &shape) const;
   /// Byte offset of each buffer (same order as `buffers`).
   std::vector<int64_t> bufferOffsets(const Shape &shape) const;
   /// A stable text serialisation (for the cache and tests) and its parser.

@@ -18,14 +18,21 @@
 
 namespace muse {
 
-/// The single muse.plan of `module`; emits an error when there is none or more.
+/// Whether `plan` is a backward plan (`muse.pass = "backward"`, muse-outline-backward).
+bool isBackwardPlan(mlir::muse::PlanOp plan);
+/// The backward plan @<name>_backward next to forward plan @<name>, or null.
+mlir::muse::PlanOp findBackwardPlan(mlir::muse::PlanOp forward);
+
+/// The single forward muse.plan of `module` (backward plans go with it);
+/// emits an error when there is none or more.
 mlir::FailureOr<mlir::muse::PlanOp> findSinglePlan(mlir::Operation *module);
 
 /// The kernel translation unit of templates/README.md: the MuseCfg constants
 /// and one extern "C" wrapper per muse.kernel.
 mlir::LogicalResult translateToCuda(mlir::muse::PlanOp plan, llvm::raw_ostream &os);
 
-/// The LaunchPlan the runtime interprets: buffers and launches in order.
+/// The LaunchPlan the runtime interprets: buffers and launches in order, and
+/// those of the backward plan next to `plan` when there is one.
 mlir::FailureOr<LaunchPlan> buildLaunchPlan(mlir::muse::PlanOp plan);
 
 /// Readable C++ launcher (driver API) printed from `plan`; `name` prefixes the

@@ -130,6 +130,68 @@ def Muse_DipoleOp : Muse_Op<"dipole", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// Causal MuSe (ALGORITHM.md section 4)
+//
+// muse-decompose lowers a causal layer into muse.window (the exact near
+// field), then the stages of ONE far-field level - k-means and sort of keys
+// and of queries, muse.assign_served, summarize, select_near, far_field,
+// dipole - and muse.merge. The level's stages work on segments: each level
+// is a batch of independent acausal problems (segment L's keys and member
+// queries; the queries of its range R are served), and the outlined plan
+// runs them once per level on segment views (LaunchView), as many levels as
+// the runtime N needs: a new length never recompiles.
+//===----------------------------------------------------------------------===//
+
+def Muse_WindowOp : Muse_Op<"window", [Pure]> {
+  let summary = "causal near field: exact attention over the last window_blocks blocks";
+  let description = [{
+    Query t of block b attends exactly to keys [max(0, (b - w + 1) S), t];
+    o [B, H, N, Dv] f32 and lse [B, H, N] f32 are the first partial of the merge.
+  }];
+  let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$k, AnyRankedTensor:$v,
+                       Muse_SpecAttr:$spec, OptionalAttr<Muse_ScheduleAttr>:$schedule);
+  let results = (outs AnyRankedTensor:$o, AnyRankedTensor:$lse);
+  let assemblyFormat = [{
+    $spec `(` $q `,` $k `,` $v `)` attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_AssignServedOp : Muse_Op<"assign_served", [Pure]> {
+  let summary = "queries of a segment's range R to their nearest non-empty L centroid";
+  let description = [{
+    Per segment: every served query (range R, clipped to N) joins the nearest
+    query centroid of L with at least one member (ties to the lowest index);
+    r = q - that centroid. perm [heads, n] / offsets [heads, CQ + 1] group the
+    served queries by cluster, as muse.cluster_sort does for members.
+  }];
+  let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$q_centroids,
+                       AnyRankedTensor:$q_assign, Muse_SpecAttr:$spec);
+  let results = (outs AnyRankedTensor:$perm, AnyRankedTensor:$offsets);
+  let assemblyFormat = [{
+    $spec `(` $q `,` $q_centroids `,` $q_assign `)` attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Muse_MergeOp : Muse_Op<"merge", [Pure]> {
+  let summary = "log-sum-exp merge of the window and every far-field level";
+  let description = [{
+    o = sum_p e^{lse_p - lse} o_p, lse = ln sum_p e^{lse_p}, window first, then
+    levels ascending (a fixed order: outputs at t never depend on later inputs).
+  }];
+  let arguments = (ins AnyRankedTensor:$o_window, AnyRankedTensor:$lse_window,
+                       AnyRankedTensor:$o_level, AnyRankedTensor:$lse_level,
+                       Muse_SpecAttr:$spec);
+  let results = (outs AnyRankedTensor:$o, AnyRankedTensor:$lse);
+  let assemblyFormat = [{
+    $spec `(` $o_window `,` $lse_window `,` $o_level `,` $lse_level `)` attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // After outlining: the launch plan
 //===----------------------------------------------------------------------===//
 
@@ -175,11 +237,13 @@ def Muse_KernelOp : Muse_Op<"kernel", [Symbol, HasParent<"PlanOp">]> {
 def Muse_LaunchOp : Muse_Op<"launch", [HasParent<"PlanOp">]> {
   let summary = "one launch of a kernel over a grid that scales with the runtime shape";
   let arguments = (ins FlatSymbolRefAttr:$kernel, Muse_DimAttr:$grid_x, Muse_DimAttr:$grid_y,
-                       Muse_DimAttr:$grid_z);
+                       Muse_DimAttr:$grid_z, OptionalAttr<StrAttr>:$view);
   let assemblyFormat = [{
     $kernel `grid` custom<Grid>($grid_x, $grid_y, $grid_z) attr-dict
   }];
   let hasVerifier = 1;
 }
+
+include "muse/Dialect/Muse/IR/MuseBackwardOps.td"
 
 #endif

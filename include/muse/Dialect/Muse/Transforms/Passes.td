@@ -35,4 +35,30 @@ def MuseOutline : Pass<"muse-outline", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::muse::MuseDialect"];
 }
 
+def MuseDeriveBackward : Pass<"muse-derive-backward", "::mlir::ModuleOp"> {
+  let summary = "Add the backward function of every acausal muse.attention";
+  let description = [{
+    Next to every function @F holding an acausal muse.attention, adds
+    @F_backward(q, k, v, o, lse, dO) -> (dq, dk, dv) holding
+    muse.attention_backward with the same spec (causal: not yet).
+  }];
+  let dependentDialects = ["::mlir::muse::MuseDialect"];
+}
+
+def MuseDecomposeBackward : Pass<"muse-decompose-backward"> {
+  let summary = "Split muse.attention_backward into backward_rows, backward_keys, backward_centroid";
+  let dependentDialects = ["::mlir::muse::MuseDialect"];
+}
+
+def MuseOutlineBackward : Pass<"muse-outline-backward", "::mlir::ModuleOp"> {
+  let summary = "Turn each function of backward stages into the backward muse.plan";
+  let description = [{
+    Replaces every function holding backward stage ops with a muse.plan of the
+    same name marked `muse.pass = "backward"`: its scratch buffers (laid out
+    after the forward plan's in one workspace), kernels and launches. Runs
+    before muse-outline.
+  }];
+  let dependentDialects = ["::mlir::muse::MuseDialect"];
+}
+
 #endif

@@ -1,0 +1,278 @@
+//===- VerifyBackward.cpp - The backward kernels against the reference ----===//
+//
+// Random q, k, v (rounded to the spec's dtype), the forward, then dO (and
+// dLse) in fp32; the backward runs twice on poisoned gradients (the second
+// must be bit-identical: no atomics, fixed summation orders), then
+// ref::museBackward recomputes dq, dk, dv in double on the kernel's partitions.
+//
+//===----------------------------------------------------------------------===//
+#include "muse/Check/Verify.h"
+
+#include "muse/Check/HostTypes.h"
+#include "muse/Reference/Reference.h"
+#include "muse/Runtime/CudaDriver.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <sstream>
+
+namespace muse::check {
+namespace {
+
+/// A device allocation freed on scope exit.
+class Buffer {
+public:
+  Buffer() = default;
+  Buffer(const Buffer &) = delete;
+  Buffer &operator=(const Buffer &) = delete;
+  ~Buffer() {
+    if (ptr_)
+      CudaDriver::get().cuMemFree(ptr_);
+  }
+  Status allocate(size_t bytes) {
+    bytes_ = std::max<size_t>(bytes, 1);
+    auto &drv = CudaDriver::get();
+    return drv.check(drv.cuMemAlloc(&ptr_, bytes_), "cuMemAlloc");
+  }
+  Status upload(const void *data, size_t bytes) {
+    auto &drv = CudaDriver::get();
+    return drv.check(drv.cuMemcpyHtoD(ptr_, data, bytes), "cuMemcpyHtoD");
+  }
+  /// 0xFF bytes: NaN in f32, -1 in i32.
+  Status poison() {
+    auto &drv = CudaDriver::get();
+    return drv.check(drv.cuMemsetD8Async(ptr_, 0xFF, bytes_, nullptr), "cuMemsetD8Async");
+  }
+  template <class T> Status download(std::vector<T> &out, size_t count) {
+    out.resize(count);
+    auto &drv = CudaDriver::get();
+    return drv.check(drv.cuMemcpyDtoH(out.data(), ptr_, count * sizeof(T)), "cuMemcpyDtoH");
+  }
+  void *get() const { return reinterpret_cast<void *>(ptr_); }
+  float *f() const { return static_cast<float *>(get()); }
+
+private:
+  CUdeviceptr ptr_ = 0;
+  size_t bytes_ = 0;
+};
+
+#define MUSE_TRY(expr)                                                                   \
+  do {                                                                                   \
+    Status _st = (expr);                                                                 \
+    if (!_st.ok())                                                                       \
+      return _st;                                                                        \
+  } while (0)
+
+std::vector<double> gaussian(std::mt19937_64 &rng, int64_t count) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> x(static_cast<size_t>(count));
+  for (double &e : x)
+    e = normal(rng);
+  return x;
+}
+
+/// The values as float (device bytes) and, rounded, back as double.
+std::vector<float> toFloat(std::vector<double> &x) {
+  std::vector<float> f(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    f[i] = static_cast<float>(x[i]);
+    x[i] = f[i];
+  }
+  return f;
+}
+
+double relL2(const std::vector<float> &got, const std::vector<double> &want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    double d = got[i] - want[i];
+    num += d * d;
+    den += want[i] * want[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+} // namespace
+
+std::string BackwardReport::str() const {
+  std::ostringstream os;
+  os.precision(3);
+  os << std::scientific;
+  os << "shape B=" << shape.B << " H=" << shape.H << " Hkv=" << shape.Hkv << " N=" << shape.N
+     << " M=" << shape.M << " seed=" << seed << "\n";
+  os << "backward vs CPU reference on the kernel's partitions: rel L2 dq " << dqRelL2 << ", dk "
+     << dkRelL2 << ", dv " << dvRelL2 << "\n";
+  os << "second backward bit-identical: " << (deterministic ? "yes" : "NO") << "\n";
+  if (!outputsFinite)
+    os << "NON-FINITE values in the gradients\n";
+  if (medianMs > 0) {
+    os << std::fixed;
+    os << "backward median " << medianMs << " ms\n";
+  }
+  return os.str();
+}
+
+Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &options,
+                      bool withDLse, BackwardReport &report) {
+  if (spec.causal)
+    return {StatusCode::InvalidArgument, "verify --backward: spec '" + spec.name +
+                                             "' is causal; the backward is acausal only"};
+  Shape shape = options.shape;
+  if (shape.Hkv == 0)
+    shape.Hkv = shape.H / std::max(1, spec.kvHeadsRatio);
+  if (shape.Hkv <= 0 || shape.H % shape.Hkv != 0 || shape.H / shape.Hkv != spec.kvHeadsRatio)
+    return {StatusCode::InvalidArgument, "verify --backward: H=" + std::to_string(shape.H) +
+                                             " does not fit kv_heads_ratio " +
+                                             std::to_string(spec.kvHeadsRatio) + " of the spec"};
+  report = BackwardReport();
+  report.shape = shape;
+  report.seed = options.seed ? options.seed : std::random_device{}() * 0x9e3779b97f4a7c15ull + 1;
+  Status st;
+  auto attention = engine.build(spec, st);
+  if (!attention)
+    return st;
+  if (!attention->hasBackward())
+    return {StatusCode::InvalidArgument, "spec '" + spec.name + "' has no backward plan"};
+
+  const int64_t D = spec.headDim, Dv = spec.valueDim;
+  const ref::RefShape rs{shape.B, shape.H, shape.Hkv, shape.N, shape.M, D, Dv};
+  std::mt19937_64 rng(report.seed);
+  auto q = gaussian(rng, rs.qSize()), k = gaussian(rng, rs.kSize()), v = gaussian(rng, rs.vSize());
+  std::string qB, kB, vB;
+  roundTo(spec.dtype, q, qB);
+  roundTo(spec.dtype, k, kB);
+  roundTo(spec.dtype, v, vB);
+  auto dO = gaussian(rng, rs.oSize());
+  std::vector<double> dLse = withDLse ? gaussian(rng, rs.lseSize()) : std::vector<double>();
+  std::vector<float> dOf = toFloat(dO), dLsef = toFloat(dLse);
+
+  Buffer bq, bk, bv, bo, blse, bdO, bdLse, bdq, bdk, bdv, bws, bqa, bka;
+  const int64_t ws = attention->backwardWorkspaceBytes(shape);
+  MUSE_TRY(bq.allocate(qB.size()));
+  MUSE_TRY(bk.allocate(kB.size()));
+  MUSE_TRY(bv.allocate(vB.size()));
+  MUSE_TRY(bo.allocate(rs.oSize() * 4));
+  MUSE_TRY(blse.allocate(rs.lseSize() * 4));
+  MUSE_TRY(bdO.allocate(rs.oSize() * 4));
+  MUSE_TRY(bdLse.allocate(rs.lseSize() * 4));
+  MUSE_TRY(bdq.allocate(rs.qSize() * 4));
+  MUSE_TRY(bdk.allocate(rs.kSize() * 4));
+  MUSE_TRY(bdv.allocate(rs.vSize() * 4));
+  MUSE_TRY(bws.allocate(ws));
+  MUSE_TRY(bqa.allocate(rs.B * rs.H * rs.N * 4));
+  MUSE_TRY(bka.allocate(rs.B * rs.Hkv * rs.M * 4));
+  MUSE_TRY(bq.upload(qB.data(), qB.size()));
+  MUSE_TRY(bk.upload(kB.data(), kB.size()));
+  MUSE_TRY(bv.upload(vB.data(), vB.size()));
+  MUSE_TRY(bdO.upload(dOf.data(), dOf.size() * 4));
+  if (withDLse)
+    MUSE_TRY(bdLse.upload(dLsef.data(), dLsef.size() * 4));
+  MUSE_TRY(bws.poison());
+
+  const int64_t qS[3] = {shape.H * shape.N * D, shape.N * D, D};
+  const int64_t kS[3] = {shape.Hkv * shape.M * D, shape.M * D, D};
+  const int64_t vS[3] = {shape.Hkv * shape.M * Dv, shape.M * Dv, Dv};
+  const int64_t oS[3] = {shape.H * shape.N * Dv, shape.N * Dv, Dv};
+  ForwardArgs f;
+  f.shape = shape;
+  f.q = bq.get();
+  f.k = bk.get();
+  f.v = bv.get();
+  f.o = bo.f();
+  f.lse = blse.f();
+  std::copy(qS, qS + 3, f.qStride);
+  std::copy(kS, kS + 3, f.kStride);
+  std::copy(vS, vS + 3, f.vStride);
+  std::copy(oS, oS + 3, f.oStride);
+  f.workspace = bws.get();
+  f.workspaceBytes = ws;
+  f.queryAssign = static_cast<int32_t *>(bqa.get());
+  f.keyAssign = static_cast<int32_t *>(bka.get());
+  MUSE_TRY(attention->forward(f, nullptr));
+
+  BackwardArgs b;
+  b.shape = shape;
+  b.q = f.q;
+  b.k = f.k;
+  b.v = f.v;
+  b.o = f.o;
+  b.lse = f.lse;
+  b.dO = bdO.f();
+  b.dLse = withDLse ? bdLse.f() : nullptr;
+  b.dq = bdq.f();
+  b.dk = bdk.f();
+  b.dv = bdv.f();
+  std::copy(qS, qS + 3, b.qStride);
+  std::copy(kS, kS + 3, b.kStride);
+  std::copy(vS, vS + 3, b.vStride);
+  std::copy(oS, oS + 3, b.oStride);
+  std::copy(oS, oS + 3, b.dOStride);
+  std::copy(qS, qS + 3, b.dqStride);
+  std::copy(kS, kS + 3, b.dkStride);
+  std::copy(vS, vS + 3, b.dvStride);
+  b.workspace = bws.get();
+  b.workspaceBytes = ws;
+  auto &drv = CudaDriver::get();
+  std::vector<float> g[2][3];
+  for (int run = 0; run < 2; ++run) {
+    for (Buffer *x : {&bdq, &bdk, &bdv})
+      MUSE_TRY(x->poison());
+    MUSE_TRY(attention->backward(b, nullptr));
+    MUSE_TRY(drv.check(drv.cuCtxSynchronize(), "backward kernels (cuCtxSynchronize)"));
+    MUSE_TRY(bdq.download(g[run][0], rs.qSize()));
+    MUSE_TRY(bdk.download(g[run][1], rs.kSize()));
+    MUSE_TRY(bdv.download(g[run][2], rs.vSize()));
+  }
+  for (int t = 0; t < 3; ++t) {
+    report.deterministic = report.deterministic &&
+                           std::memcmp(g[0][t].data(), g[1][t].data(), g[0][t].size() * 4) == 0;
+    for (float x : g[0][t])
+      report.outputsFinite = report.outputsFinite && std::isfinite(x);
+  }
+
+  if (options.timedRuns > 0) {
+    CUevent start, stop;
+    MUSE_TRY(drv.check(drv.cuEventCreate(&start, 0), "cuEventCreate"));
+    MUSE_TRY(drv.check(drv.cuEventCreate(&stop, 0), "cuEventCreate"));
+    std::vector<float> times;
+    for (int r = 0; r < options.timedRuns + 2; ++r) {
+      drv.cuEventRecord(start, nullptr);
+      MUSE_TRY(attention->backward(b, nullptr));
+      drv.cuEventRecord(stop, nullptr);
+      MUSE_TRY(drv.check(drv.cuEventSynchronize(stop), "cuEventSynchronize"));
+      float ms = 0;
+      drv.cuEventElapsedTime(&ms, start, stop);
+      if (r >= 2) // the first two are warm-up
+        times.push_back(ms);
+    }
+    drv.cuEventDestroy(start);
+    drv.cuEventDestroy(stop);
+    std::sort(times.begin(), times.end());
+    report.medianMs = times[times.size() / 2];
+  }
+  if (options.timeOnly)
+    return Status::success();
+
+  ref::MuseConfig cfg;
+  cfg.queryClusters = spec.queryClusters;
+  cfg.keyClusters = spec.keyClusters;
+  cfg.kmeansIters = spec.kmeansIters;
+  cfg.order = spec.order;
+  cfg.nearClusters = spec.nearClusters;
+  cfg.scale = spec.effectiveScale();
+  ref::Partitions parts;
+  MUSE_TRY(bqa.download(parts.query, rs.B * rs.H * rs.N));
+  MUSE_TRY(bka.download(parts.key, rs.B * rs.Hkv * rs.M));
+  ref::Gradients want;
+  ref::RefStatus rst = ref::museBackward(cfg, rs, q, k, v, dO, dLse, &parts, want);
+  if (!rst)
+    return {StatusCode::InvalidArgument,
+            "reference rejected the kernel's partitions: " + rst.message};
+  report.dqRelL2 = relL2(g[0][0], want.dq);
+  report.dkRelL2 = relL2(g[0][1], want.dk);
+  report.dvRelL2 = relL2(g[0][2], want.dv);
+  return Status::success();
+}
+
+} // namespace muse::check

@@ -1,0 +1,182 @@
+//===- Backward.cpp - Derive, decompose and outline the acausal backward --===//
+//
+// The backward is a second function next to the forward one, lowered to a
+// second muse.plan in the same module: one CUDA translation unit (one cubin)
+// holds the kernels of both, and the runtime gets a forward and a backward
+// launch plan. The backward kernels read the forward's workspace (partitions,
+// centroids, summaries, near lists, row lse): its own plan declares only its
+// scratch buffers, which the runtime lays out after the forward's.
+//
+//===----------------------------------------------------------------------===//
+#include "muse/Dialect/Muse/Transforms/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+
+namespace mlir::muse {
+#define GEN_PASS_DEF_MUSEDERIVEBACKWARD
+#define GEN_PASS_DEF_MUSEDECOMPOSEBACKWARD
+#define GEN_PASS_DEF_MUSEOUTLINEBACKWARD
+#include "muse/Dialect/Muse/Transforms/Passes.h.inc"
+} // namespace mlir::muse
+
+using namespace mlir;
+using namespace mlir::muse;
+using ::muse::DimExpr;
+using ::muse::Sym;
+
+namespace {
+constexpr int64_t kDyn = ShapedType::kDynamic;
+/// Threads of backward_rows and backward_keys (templates/muse/backward_common.cuh
+/// kBwdThreads); backward_rows gives one warp to one query.
+constexpr int64_t kBwdThreads = 128;
+constexpr int64_t kBwdWarps = kBwdThreads / 32;
+
+RankedTensorType f32Tensor(MLIRContext *ctx, ArrayRef<int64_t> dims) {
+  return RankedTensorType::get(dims, Float32Type::get(ctx));
+}
+
+/// The same shape as `t` with f32 elements (a gradient of an input).
+Type gradType(Type t) {
+  auto r = cast<RankedTensorType>(t);
+  return RankedTensorType::get(r.getShape(), Float32Type::get(t.getContext()));
+}
+
+struct MuseDeriveBackward
+    : public mlir::muse::impl::MuseDeriveBackwardBase<MuseDeriveBackward> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<std::pair<func::FuncOp, AttentionOp>> todo;
+    for (func::FuncOp func : module.getOps<func::FuncOp>())
+      func.walk([&](AttentionOp op) {
+        if (!op.getSpec().getCausal())
+          todo.emplace_back(func, op);
+      });
+    for (auto [func, op] : todo) {
+      std::string name = (func.getSymName() + "_backward").str();
+      if (module.lookupSymbol(name)) {
+        op.emitOpError() << "cannot derive its backward: @" << name << " already exists";
+        return signalPassFailure();
+      }
+      OpBuilder b(module.getContext());
+      b.setInsertionPointAfter(func);
+      Location loc = op.getLoc();
+      Type qT = op.getQ().getType(), kT = op.getK().getType(), vT = op.getV().getType();
+      Type oT = op.getO().getType(), lseT = op.getLse().getType();
+      SmallVector<Type> ins{qT, kT, vT, oT, lseT, oT};
+      SmallVector<Type> outs{gradType(qT), gradType(kT), gradType(vT)};
+      auto bwd = b.create<func::FuncOp>(loc, name, b.getFunctionType(ins, outs));
+      Block *body = bwd.addEntryBlock();
+      b.setInsertionPointToStart(body);
+      auto args = body->getArguments();
+      auto grad = b.create<AttentionBackwardOp>(loc, outs[0], outs[1], outs[2], args[0], args[1],
+                                                args[2], args[3], args[4], args[5], op.getSpec());
+      b.create<func::ReturnOp>(loc, grad.getResults());
+    }
+  }
+};
+
+struct MuseDecomposeBackward
+    : public mlir::muse::impl::MuseDecomposeBackwardBase<MuseDecomposeBackward> {
+  void runOnOperation() override {
+    SmallVector<AttentionBackwardOp> ops;
+    getOperation()->walk([&](AttentionBackwardOp op) { ops.push_back(op); });
+    for (AttentionBackwardOp op : ops) {
+      SpecAttr spec = op.getSpec();
+      MLIRContext *ctx = op.getContext();
+      OpBuilder b(op);
+      Location loc = op.getLoc();
+      int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
+      auto rows = b.create<BackwardRowsOp>(
+          loc, op.getDq().getType(), f32Tensor(ctx, {kDyn, kDyn, 2 * CK}),
+          f32Tensor(ctx, {kDyn, kDyn, D}), f32Tensor(ctx, {kDyn, kDyn}), op.getQ(), op.getK(),
+          op.getV(), op.getO(), op.getLse(), op.getDout(), spec);
+      auto keys = b.create<BackwardKeysOp>(
+          loc, op.getDk().getType(), op.getDv().getType(), f32Tensor(ctx, {kDyn, CQ, CK, D}),
+          op.getQ(), op.getK(), op.getV(), op.getLse(), op.getDout(), rows.getPg(),
+          rows.getDelta(), spec);
+      auto dq = b.create<BackwardCentroidOp>(loc, op.getDq().getType(), rows.getDx(), rows.getDr(),
+                                             keys.getDqbar(), spec);
+      op.getDq().replaceAllUsesWith(dq.getDq());
+      op.getDk().replaceAllUsesWith(keys.getDk());
+      op.getDv().replaceAllUsesWith(keys.getDv());
+      op.erase();
+    }
+  }
+};
+
+/// One backward kernel: wrapper name, template, threads, grid, stage text.
+struct BwdKernel {
+  const char *name, *instance;
+  int64_t threads;
+  DimExpr grid[3];
+  const char *stage;
+};
+
+LogicalResult outlineBackward(func::FuncOp func) {
+  SpecAttr spec;
+  bool any = false;
+  for (Operation &op : func.getBody().getOps()) {
+    if (isa<AttentionBackwardOp>(op))
+      return op.emitOpError()
+             << "must be decomposed before outlining (run muse-decompose-backward first)";
+    if (!isa<BackwardRowsOp, BackwardKeysOp, BackwardCentroidOp>(op))
+      continue;
+    SpecAttr s = op.getAttrOfType<SpecAttr>("spec");
+    if (spec && s != spec)
+      return op.emitOpError() << "has a different spec than the other backward stages of @"
+                              << func.getSymName();
+    spec = s;
+    any = true;
+  }
+  if (!any)
+    return success(); // not a backward function
+  MLIRContext *ctx = func.getContext();
+  const int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
+  OpBuilder b(func);
+  Location loc = func.getLoc();
+  // The backward kernels tile nothing (a warp per row): the schedule records
+  // their threads; block_q and block_k hold the smallest legal tile, unused.
+  auto sched = ScheduleAttr::get(ctx, 16, 16, kBwdThreads);
+  auto plan = b.create<PlanOp>(loc, func.getSymName(), spec, sched);
+  plan->setAttr("muse.pass", b.getStringAttr("backward"));
+  OpBuilder pb = OpBuilder::atBlockEnd(&plan.getBody().front());
+  Type f32 = pb.getF32Type();
+  // Scratch of one call, per query head (params.cuh, after the causal fields).
+  pb.create<BufferOp>(loc, "bwd_pg", f32, Side::Query, 2 * CK, 0, 0);
+  pb.create<BufferOp>(loc, "bwd_dr", f32, Side::Query, D, 0, 0);
+  pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
+  pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, 0, 0, CQ * CK * D);
+  const DimExpr one{Sym::One, 1, 1};
+  const BwdKernel kernels[] = {
+      {"muse_backward_rows", "muse::backward_rows<MuseCfg>", kBwdThreads,
+       {DimExpr{Sym::N, kBwdWarps, 1}, DimExpr{Sym::QHeads, 1, 1}, one},
+       "backward stage 2: per query, far-field and near-field gradients"},
+      {"muse_backward_keys", "muse::backward_keys<MuseCfg>", kBwdThreads,
+       {DimExpr{Sym::One, 1, CK}, DimExpr{Sym::KHeads, 1, 1}, one},
+       "backward stage 1 and near field: dk, dv per key cluster"},
+      {"muse_backward_centroid", "muse::backward_centroid<MuseCfg>", D,
+       {DimExpr{Sym::One, 1, CQ}, DimExpr{Sym::QHeads, 1, 1}, one},
+       "backward: centroid gradient spread to the members, dq"},
+  };
+  for (const BwdKernel &k : kernels)
+    pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage);
+  for (const BwdKernel &k : kernels)
+    pb.create<LaunchOp>(loc, k.name, DimAttr::fromDimExpr(ctx, k.grid[0]),
+                        DimAttr::fromDimExpr(ctx, k.grid[1]), DimAttr::fromDimExpr(ctx, k.grid[2]),
+                        StringAttr());
+  func.erase();
+  return success();
+}
+
+struct MuseOutlineBackward
+    : public mlir::muse::impl::MuseOutlineBackwardBase<MuseOutlineBackward> {
+  void runOnOperation() override {
+    SmallVector<func::FuncOp> funcs(getOperation().getOps<func::FuncOp>());
+    for (func::FuncOp func : funcs)
+      if (failed(outlineBackward(func)))
+        return signalPassFailure();
+  }
+};
+} // namespace

@@ -1,0 +1,93 @@
+//===- BackwardParams.cpp - Backward arguments to MuseParams --------------===//
+//
+// A backward call sees the forward's buffers at the forward's offsets and its
+// own scratch after them: the plan it is checked and bound against is the
+// forward's buffers followed by the backward's, with the backward launches.
+//
+//===----------------------------------------------------------------------===//
+#include "muse/Runtime/Params.h"
+
+#include "muse/params.cuh"
+
+#include <tuple>
+
+namespace muse {
+namespace {
+
+Status invalid(const std::string &msg) { return {StatusCode::InvalidArgument, msg}; }
+
+/// Strides >= 0 and rows that do not overlap (rows are written by different
+/// warps), for a gradient or dO of `width` floats per row.
+Status checkGradient(const char *name, const int64_t stride[3], int64_t rows, int64_t width) {
+  for (int i = 0; i < 3; ++i)
+    if (stride[i] < 0)
+      return invalid(std::string(name) + " stride " + std::to_string(i) + " is " +
+                     std::to_string(stride[i]) + ": strides are in elements and must be >= 0");
+  if (rows > 1 && stride[2] < width)
+    return invalid(std::string(name) + " row stride is " + std::to_string(stride[2]) +
+                   " but rows of " + std::to_string(width) +
+                   " floats would overlap; it must be >= " + std::to_string(width));
+  return Status::success();
+}
+
+} // namespace
+
+Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const BackwardArgs &a,
+                          MuseParams &p) {
+  if (spec.causal || !plan.hasBackward())
+    return invalid("spec '" + spec.name +
+                   "' has no backward plan: the backward is implemented for acausal specs only");
+  if (!a.dO || !a.dq || !a.dk || !a.dv)
+    return invalid(std::string("null pointer for ") +
+                   (!a.dO ? "dO" : !a.dq ? "dq" : !a.dk ? "dk" : "dv") +
+                   ": dO, dq, dk and dv must be device pointers (dLse and lse may be null)");
+  const Shape &s = a.shape;
+  for (auto [name, stride, rows, width] :
+       {std::tuple{"dO", a.dOStride, s.N, int64_t(spec.valueDim)},
+        std::tuple{"dq", a.dqStride, s.N, int64_t(spec.headDim)},
+        std::tuple{"dk", a.dkStride, s.M, int64_t(spec.headDim)},
+        std::tuple{"dv", a.dvStride, s.M, int64_t(spec.valueDim)}})
+    if (Status st = checkGradient(name, stride, rows, width); !st.ok())
+      return st;
+
+  LaunchPlan combined;
+  combined.buffers = plan.buffers;
+  combined.buffers.insert(combined.buffers.end(), plan.backwardBuffers.begin(),
+                          plan.backwardBuffers.end());
+  combined.launches = plan.backwardLaunches;
+  ForwardArgs f;
+  f.shape = s;
+  f.q = a.q;
+  f.k = a.k;
+  f.v = a.v;
+  f.o = const_cast<float *>(a.o); // read only: the backward never writes o
+  f.lse = const_cast<float *>(a.lse);
+  for (int i = 0; i < 3; ++i) {
+    f.qStride[i] = a.qStride[i];
+    f.kStride[i] = a.kStride[i];
+    f.vStride[i] = a.vStride[i];
+    f.oStride[i] = a.oStride[i];
+  }
+  f.workspace = a.workspace;
+  f.workspaceBytes = a.workspaceBytes;
+  if (Status st = fillParams(spec, combined, f, p); !st.ok()) {
+    // fillParams names Attention::workspaceBytes; the backward needs more.
+    const std::string from = "(Attention::workspaceBytes)";
+    std::string msg = st.message;
+    if (size_t at = msg.find(from); at != std::string::npos)
+      msg.replace(at, from.size(), "(Attention::backwardWorkspaceBytes)");
+    return {st.code, "backward: " + msg};
+  }
+  p.dout = a.dO;
+  p.dlse = a.dLse;
+  p.dq = a.dq;
+  p.dk = a.dk;
+  p.dv = a.dv;
+  p.do_sb = a.dOStride[0]; p.do_sh = a.dOStride[1]; p.do_sn = a.dOStride[2];
+  p.dq_sb = a.dqStride[0]; p.dq_sh = a.dqStride[1]; p.dq_sn = a.dqStride[2];
+  p.dk_sb = a.dkStride[0]; p.dk_sh = a.dkStride[1]; p.dk_sm = a.dkStride[2];
+  p.dv_sb = a.dvStride[0]; p.dv_sh = a.dvStride[1]; p.dv_sm = a.dvStride[2];
+  return Status::success();
+}
+
+} // namespace muse
