@@ -357,8 +357,9 @@ int cmdEnv(const Args &args) {
                "          dyadic far-field levels, N == M, any N); multipole order 0, 1;\n"
                "          near_clusters; head_dim 64, 128; value_dim 64, 128; bf16, f16, f32\n"
                "          inputs (fp32 accumulation and o, lse); GQA (kv_heads_ratio); any N, M;\n"
-               "          sm_80 and newer\n"
-               "not yet:  backward\n";
+               "          sm_80 and newer; acausal backward (dq, dk, dv in fp32, libmuse and\n"
+               "          C ABI)\n"
+               "not yet:  causal backward; backward through the PyTorch package\n";
   return 0;
 }
 
