@@ -9,6 +9,10 @@
 // when non-null). The dipole kernel adds its correction to o afterwards,
 // reading row_lse. Summaries of i pass through shared memory in tiles of TT
 // key clusters; near keys in tiles of TT keys.
+// 16-bit inputs take a tensor-core path (farFieldMma): each warp owns 16
+// queries, S = R Kbar^T (near: X K^T) and O += P V on mma.sync with fp32
+// accumulators and the softmax in registers; f32 inputs keep the exact fp32
+// path.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_FAR_FIELD_CUH
@@ -16,6 +20,7 @@
 
 #include "muse/common.cuh"
 #include "muse/online_softmax.cuh"
+#include "muse/smem_gemm.cuh"
 
 namespace muse {
 
@@ -46,8 +51,312 @@ template <class Cfg> struct FarFieldTiles {
   static_assert(bytes(BQ, TT) <= kSharedBudget, "far_field tiles exceed 48 KB of shared memory");
 };
 
-/// Grid (CQ, B*H), block THREADS.
-template <class Cfg> __device__ void far_field(const MuseParams &p) {
+/// Tiles of the tensor-core path: JT key clusters per shared tile (a multiple
+/// of 16, the k step of P V), summaries held as T hi + lo pairs.
+template <class Cfg> struct FarFieldMmaTiles {
+  static constexpr int D = Cfg::D, DV = Cfg::DV;
+  static constexpr int JT = cmin(D + DV > 128 ? 32 : 64, cdiv(Cfg::CK, 16) * 16);
+  static constexpr int E1 = Cfg::NEAR > 0 ? Cfg::NEAR : 1;
+  static constexpr int bytes =
+      2 * JT * ((D + 8) + (DV + 8)) * (int)sizeof(typename Cfg::T) + 4 * (JT + D + E1) + Cfg::CK;
+  static constexpr bool usable = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 &&
+                                 DV % 16 == 0 && Cfg::THREADS >= 32 && bytes <= kSharedBudget;
+};
+
+/// One tile of logits s (JT columns, -inf where bias is -inf) folded into the
+/// running max m, this lane's partial sums l and the output fragments o, with
+/// O += P V from V stored row-major in shared memory (hi, plus lo when LO).
+/// The weights are split into T hi + lo for the product.
+template <class T, int JT, int DV, bool LO>
+__device__ __forceinline__ void foldTileMma(float (&s)[JT / 8][4], const float *bias, float (&m)[2],
+                                            float (&l)[2], float (&o)[DV / 8][4], const T *vh,
+                                            const T *vl, int lane) {
+  constexpr int NJ = JT / 8, NV = DV / 8;
+  const int t4 = lane % 4;
+  float mx[2] = {m[0], m[1]};
+#pragma unroll
+  for (int nt = 0; nt < NJ; ++nt)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float b = bias[8 * nt + 2 * t4 + (q & 1)];
+      s[nt][q] = b == -kInf() ? -kInf() : b + s[nt][q];
+      mx[q >> 1] = fmaxf(mx[q >> 1], s[nt][q]);
+    }
+  float alpha[2];
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
+    mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
+    alpha[rr] = mx[rr] == -kInf() ? 1.f : expf(m[rr] - mx[rr]);
+    m[rr] = mx[rr];
+    l[rr] *= alpha[rr];
+  }
+#pragma unroll
+  for (int nt = 0; nt < NJ; ++nt)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float w = expf(s[nt][q] - safeMax(m[q >> 1]));
+      s[nt][q] = w;
+      l[q >> 1] += w;
+    }
+#pragma unroll
+  for (int nv = 0; nv < NV; ++nv)
+#pragma unroll
+    for (int q = 0; q < 4; ++q)
+      o[nv][q] *= alpha[q >> 1];
+#pragma unroll
+  for (int kk = 0; kk < JT / 16; ++kk) {
+    unsigned phi[4], plo[4];
+    split2<T>(s[2 * kk][0], s[2 * kk][1], phi[0], plo[0]);
+    split2<T>(s[2 * kk][2], s[2 * kk][3], phi[1], plo[1]);
+    split2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1], phi[2], plo[2]);
+    split2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3], phi[3], plo[3]);
+#pragma unroll
+    for (int nv2 = 0; nv2 < NV / 2; ++nv2) {
+      unsigned bh[4];
+      loadBTrans<DV + 8>(bh, vh, 16 * kk, 16 * nv2, lane);
+      mma16816<T>(o[2 * nv2], phi, bh[0], bh[1]);
+      mma16816<T>(o[2 * nv2 + 1], phi, bh[2], bh[3]);
+      mma16816<T>(o[2 * nv2], plo, bh[0], bh[1]);
+      mma16816<T>(o[2 * nv2 + 1], plo, bh[2], bh[3]);
+      if constexpr (LO) {
+        unsigned bl[4];
+        loadBTrans<DV + 8>(bl, vl, 16 * kk, 16 * nv2, lane);
+        mma16816<T>(o[2 * nv2], phi, bl[0], bl[1]);
+        mma16816<T>(o[2 * nv2 + 1], phi, bl[2], bl[3]);
+      }
+    }
+  }
+}
+
+/// 16-bit path. Grid (CQ, B*H), block THREADS: the block's warps take 16
+/// queries each per step. Near key clusters are masked out of the far tiles
+/// and their members (exact in T) pass through the same shared tiles, JT keys
+/// at a time, with logits x_n . k_l from x split into hi + lo. Logits s_nj = lnmass_ij + r_n . kbar_ij
+/// from split operands (r hi*kbar hi + r hi*kbar lo + r lo*kbar hi, about
+/// 16-bit operands, fp32 sums), weights and values split the same way for
+/// P V; the online softmax runs on the accumulator fragments (the four lanes
+/// of a quad share a row). Empty key clusters (lnmass = -inf) are stored as
+/// zero columns so that their summaries never reach an MMA.
+template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
+  using Tl = FarFieldMmaTiles<Cfg>;
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
+  constexpr int E = Cfg::NEAR, JT = Tl::JT, W = THREADS / 32, KD = D / 16, NJ = JT / 8, NV = DV / 8;
+  constexpr int F = 1 + D + DV;
+  constexpr bool kOneTile = CK <= JT && E == 0; // summaries loaded once for all query steps
+  __shared__ __align__(16) T khi[JT][D + 8];
+  __shared__ __align__(16) T klo[JT][D + 8];
+  __shared__ __align__(16) T vhi[JT][DV + 8];
+  __shared__ __align__(16) T vlo[JT][DV + 8];
+  __shared__ float bias[JT];
+  __shared__ float cen[D];
+  __shared__ int nearList[Tl::E1];
+  __shared__ unsigned char isNear[CK];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int i = blockIdx.x, bh = blockIdx.y;
+  const HeadIndex hi(p, bh);
+  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+  const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
+  if (qcount == 0)
+    return;
+  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+  const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
+  const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
+  const int *kperm = p.k_perm + (long long)hi.kh * p.M;
+
+  auto loadTile = [&](int j0) {
+    for (int t = tid; t < JT; t += THREADS)
+      bias[t] = j0 + t < CK && !isNear[j0 + t] ? sum_i[(long long)(j0 + t) * F] : -kInf();
+    __syncthreads();
+    for (int e = tid; e < JT * (D / 2); e += THREADS) {
+      const int t = e / (D / 2), d = 2 * (e - t * (D / 2));
+      float a = 0.f, b = 0.f;
+      if (bias[t] != -kInf()) {
+        const float *src = sum_i + (long long)(j0 + t) * F + 1 + d;
+        a = src[0];
+        b = src[1];
+      }
+      split2<T>(a, b, *reinterpret_cast<unsigned *>(&khi[t][d]), *reinterpret_cast<unsigned *>(&klo[t][d]));
+    }
+    for (int e = tid; e < JT * (DV / 2); e += THREADS) {
+      const int t = e / (DV / 2), d = 2 * (e - t * (DV / 2));
+      float a = 0.f, b = 0.f;
+      if (bias[t] != -kInf()) {
+        const float *src = sum_i + (long long)(j0 + t) * F + 1 + D + d;
+        a = src[0];
+        b = src[1];
+      }
+      split2<T>(a, b, *reinterpret_cast<unsigned *>(&vhi[t][d]), *reinterpret_cast<unsigned *>(&vlo[t][d]));
+    }
+  };
+
+  for (int d = tid; d < D; d += THREADS)
+    cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  for (int j = tid; j < CK; j += THREADS)
+    isNear[j] = 0;
+  __syncthreads();
+  if constexpr (E > 0) {
+    const int *nl = p.near + ((long long)bh * CQ + i) * E;
+    for (int e = tid; e < E; e += THREADS) {
+      const int j = nl[e];
+      nearList[e] = j;
+      if (j >= 0)
+        isNear[j] = 1;
+    }
+    __syncthreads();
+  }
+  if constexpr (kOneTile)
+    loadTile(0);
+  __syncthreads();
+
+  for (int n0 = 0; n0 < qcount; n0 += 16 * W) {
+    int qi[2];
+    bool live[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int row = n0 + 16 * warp + g + 8 * rr;
+      live[rr] = row < qcount;
+      qi[rr] = live[rr] ? qperm[row] : 0;
+    }
+    // A fragments of r = x - qbar_i (a_{rr + 2h}: row g + 8 rr, columns 16 kd + 2 t4 + 8 h).
+    unsigned ahi[KD][4], alo[KD][4];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const T *qr = static_cast<const T *>(p.q) + qRow(p, hi.b, hi.h, qi[rr]);
+#pragma unroll
+      for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int col = 16 * kd + 2 * t4 + 8 * h;
+          float a = 0.f, b = 0.f;
+          if (live[rr]) {
+            const float2 v = unpack2<T>(ldPair<T>(qr + col));
+            a = scaled(p, v.x) - cen[col];
+            b = scaled(p, v.y) - cen[col + 1];
+          }
+          split2<T>(a, b, ahi[kd][rr + 2 * h], alo[kd][rr + 2 * h]);
+        }
+    }
+
+    float m[2] = {-kInf(), -kInf()}, l[2] = {0.f, 0.f}; // l: this lane's columns only
+    float o[NV][4] = {};
+    for (int j0 = 0; j0 < CK; j0 += JT) {
+      if constexpr (!kOneTile) {
+        __syncthreads(); // every warp is done with the previous tile
+        loadTile(j0);
+        __syncthreads();
+      }
+      float s[NJ][4] = {};
+#pragma unroll
+      for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+        for (int nt = 0; nt < NJ; ++nt) {
+          const unsigned bh0 = lds32(&khi[8 * nt + g][16 * kd + 2 * t4]);
+          const unsigned bh1 = lds32(&khi[8 * nt + g][16 * kd + 8 + 2 * t4]);
+          const unsigned bl0 = lds32(&klo[8 * nt + g][16 * kd + 2 * t4]);
+          const unsigned bl1 = lds32(&klo[8 * nt + g][16 * kd + 8 + 2 * t4]);
+          mma16816<T>(s[nt], ahi[kd], bh0, bh1);
+          mma16816<T>(s[nt], ahi[kd], bl0, bl1);
+          mma16816<T>(s[nt], alo[kd], bh0, bh1);
+        }
+      foldTileMma<T, JT, DV, true>(s, bias, m, l, o, &vhi[0][0], &vlo[0][0], lane);
+    }
+
+    // Near field: x_n . k_l for the members of each near cluster, exactly in T.
+    if constexpr (E > 0) {
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const T *qr = static_cast<const T *>(p.q) + qRow(p, hi.b, hi.h, qi[rr]);
+#pragma unroll
+        for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            float a = 0.f, b = 0.f;
+            if (live[rr]) {
+              const float2 v = unpack2<T>(ldPair<T>(qr + 16 * kd + 2 * t4 + 8 * h));
+              a = scaled(p, v.x);
+              b = scaled(p, v.y);
+            }
+            split2<T>(a, b, ahi[kd][rr + 2 * h], alo[kd][rr + 2 * h]);
+          }
+      }
+      for (int e = 0; e < E; ++e) {
+        const int j = nearList[e];
+        if (j < 0)
+          break; // -1 pads follow the chosen clusters
+        const int kstart = koff[j], kcount = koff[j + 1] - kstart;
+        for (int l0 = 0; l0 < kcount; l0 += JT) {
+          const int tk = cmin(JT, kcount - l0);
+          __syncthreads(); // every warp is done with the previous tile
+          for (int t = tid; t < JT; t += THREADS)
+            bias[t] = t < tk ? 0.f : -kInf();
+          for (int e2 = tid; e2 < JT * (D / 8); e2 += THREADS) {
+            const int t = e2 / (D / 8), sg = e2 - t * (D / 8);
+            float x[8] = {};
+            if (t < tk)
+              load8<T>(p.k, kRow(p, hi.kh, kperm[kstart + l0 + t]) + 8 * sg, x);
+            uint4 pk;
+            pk.x = pack2<T>(x[0], x[1]);
+            pk.y = pack2<T>(x[2], x[3]);
+            pk.z = pack2<T>(x[4], x[5]);
+            pk.w = pack2<T>(x[6], x[7]);
+            *reinterpret_cast<uint4 *>(&khi[t][8 * sg]) = pk;
+          }
+          for (int e2 = tid; e2 < JT * (DV / 8); e2 += THREADS) {
+            const int t = e2 / (DV / 8), sg = e2 - t * (DV / 8);
+            float x[8] = {};
+            if (t < tk)
+              load8<T>(p.v, vRow(p, hi.kh, kperm[kstart + l0 + t]) + 8 * sg, x);
+            uint4 pk;
+            pk.x = pack2<T>(x[0], x[1]);
+            pk.y = pack2<T>(x[2], x[3]);
+            pk.z = pack2<T>(x[4], x[5]);
+            pk.w = pack2<T>(x[6], x[7]);
+            *reinterpret_cast<uint4 *>(&vhi[t][8 * sg]) = pk;
+          }
+          __syncthreads();
+          float s[NJ][4] = {};
+#pragma unroll
+          for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+            for (int nt = 0; nt < NJ; ++nt) {
+              const unsigned b0 = lds32(&khi[8 * nt + g][16 * kd + 2 * t4]);
+              const unsigned b1 = lds32(&khi[8 * nt + g][16 * kd + 8 + 2 * t4]);
+              mma16816<T>(s[nt], ahi[kd], b0, b1);
+              mma16816<T>(s[nt], alo[kd], b0, b1);
+            }
+          foldTileMma<T, JT, DV, false>(s, bias, m, l, o, &vhi[0][0], &vhi[0][0], lane);
+        }
+      }
+    }
+
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 1);
+      l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 2);
+      if (!live[rr])
+        continue;
+      float *orow = p.o + oRow(p, hi.b, hi.h, qi[rr]);
+#pragma unroll
+      for (int nv = 0; nv < NV; ++nv) {
+        orow[8 * nv + 2 * t4] = o[nv][2 * rr] / l[rr];
+        orow[8 * nv + 2 * t4 + 1] = o[nv][2 * rr + 1] / l[rr];
+      }
+      if (t4 == 0) {
+        const float lse = m[rr] + logf(l[rr]);
+        const long long at = (long long)bh * p.N + qi[rr];
+        p.row_lse[at] = lse;
+        if (p.lse)
+          p.lse[at] = lse;
+      }
+    }
+  }
+}
+
+/// fp32 path (and every near field). Grid (CQ, B*H), block THREADS.
+template <class Cfg> __device__ void farFieldExact(const MuseParams &p) {
   using Tl = FarFieldTiles<Cfg>;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
   constexpr int E = Cfg::NEAR, BQ = Tl::BQ, TT = Tl::TT, F = 1 + D + DV;
@@ -188,6 +497,14 @@ template <class Cfg> __device__ void far_field(const MuseParams &p) {
         p.lse[at] = lse;
     }
   }
+}
+
+/// Grid (CQ, B*H), block THREADS.
+template <class Cfg> __device__ void far_field(const MuseParams &p) {
+  if constexpr (FarFieldMmaTiles<Cfg>::usable)
+    farFieldMma<Cfg>(p);
+  else
+    farFieldExact<Cfg>(p);
 }
 
 } // namespace muse

@@ -104,26 +104,27 @@ template <class Cfg, Side S> __device__ void kmeansAssignExact(const MuseParams 
   atomicAdd(sv.counts() + (long long)head * C + bestC, 1);
 }
 
-/// A pair of consecutive 16-bit elements as one 32-bit register.
-template <class T> __device__ __forceinline__ unsigned ldPair(const T *ptr) {
-  if ((reinterpret_cast<unsigned long long>(ptr) & 3ull) == 0)
-    return *reinterpret_cast<const unsigned *>(ptr);
-  return pack2<T>(toFloat(ptr[0]), toFloat(ptr[1]));
-}
-
 /// 16-bit path. Grid (ceil(n/256), heads), block 256: each warp takes 32
 /// points. Distances ||c||^2 - 2 s (q . c) (s = scale for queries, 1 for
 /// keys) come from tensor-core products of the unscaled points (exact in T)
 /// with the centroids split into T hi + T lo parts (about 16 significant
-/// bits); ties keep the lowest index. Each point's member sums are added by
-/// its warp with coalesced atomics (32 consecutive components per request).
+/// bits); ties keep the lowest index. When the C x D member sums fit next to
+/// the centroid tiles in shared memory, the block's 256 points are summed
+/// there (shared atomics) and each touched cluster costs one global add per
+/// component per block: 256 points of 64 clusters then need C*D global
+/// atomics instead of 256*D. Otherwise each point's sums are added by its
+/// warp with coalesced global atomics (32 consecutive components per request).
 template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p) {
   using V = SideView<Cfg, S>;
   using T = typename Cfg::T;
   constexpr int C = V::C, D = Cfg::D, TC = D > 64 ? 32 : 64, KD = D / 16; // TC: no spills at D = 128
+  constexpr int kTileBytes = 2 * TC * (D + 8) * (int)sizeof(T) + 4 * TC;
+  constexpr bool kBlockSums = kTileBytes + 4 * (C * D + C) <= kSharedBudget;
   __shared__ __align__(16) T chi[TC][D + 8];
   __shared__ __align__(16) T clo[TC][D + 8];
   __shared__ float cn[TC];
+  __shared__ float bsum[kBlockSums ? C * D : 1]; // this block's member sums
+  __shared__ int bcount[kBlockSums ? C : 1];
 
   V sv(p);
   const int head = blockIdx.y, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -142,6 +143,12 @@ template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p
       best[mt][rr] = kInf();
       bestC[mt][rr] = 0;
     }
+  if constexpr (kBlockSums) {
+    for (int e = tid; e < C * D; e += kKMeansThreads)
+      bsum[e] = 0.f;
+    for (int c = tid; c < C; c += kKMeansThreads)
+      bcount[c] = 0;
+  }
   const float *cent = sv.centroids() + (long long)head * C * D;
   for (int c0 = 0; c0 < ceff; c0 += TC) {
     __syncthreads(); // the previous centroid tile is no longer read
@@ -162,47 +169,58 @@ template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p
       cn[c] = s;
     }
     __syncthreads();
+    // Per k step, both m-tiles' A fragments (re-read from L1 per centroid
+    // tile) and each B fragment loaded once for both. The k loop stays rolled:
+    // unrolled, the compiler keeps every fragment of the tile live (130-230
+    // registers, one 256-thread block per SM).
+    float acc[2][TC / 8][4] = {};
+    const T *rows[2][2];
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt) {
-      // The points' A fragments, re-read (from L1) per centroid tile: holding
-      // both m-tiles across tiles would spill at D = 128.
-      unsigned a[KD][4];
+    for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
         const long long pt = base + 16 * mt + g + 8 * rr;
-        const T *row = static_cast<const T *>(S == Side::Query ? p.q : p.k) + sv.row(head, pt < n ? pt : 0);
+        rows[mt][rr] = pt < n ? static_cast<const T *>(S == Side::Query ? p.q : p.k) + sv.row(head, pt) : nullptr;
+      }
+#pragma unroll 1
+    for (int kd = 0; kd < KD; ++kd) {
+      unsigned a[2][4];
 #pragma unroll
-        for (int kd = 0; kd < KD; ++kd) {
-          a[kd][rr] = pt < n ? ldPair<T>(row + 16 * kd + 2 * t4) : 0u;
-          a[kd][2 + rr] = pt < n ? ldPair<T>(row + 16 * kd + 8 + 2 * t4) : 0u;
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+          const T *row = rows[mt][rr];
+          a[mt][rr] = row ? ldPair<T>(row + 16 * kd + 2 * t4) : 0u;
+          a[mt][2 + rr] = row ? ldPair<T>(row + 16 * kd + 8 + 2 * t4) : 0u;
+        }
+#pragma unroll
+      for (int nt = 0; nt < TC / 8; ++nt) {
+        const unsigned bh0 = lds32(&chi[8 * nt + g][16 * kd + 2 * t4]);
+        const unsigned bh1 = lds32(&chi[8 * nt + g][16 * kd + 8 + 2 * t4]);
+        const unsigned bl0 = lds32(&clo[8 * nt + g][16 * kd + 2 * t4]);
+        const unsigned bl1 = lds32(&clo[8 * nt + g][16 * kd + 8 + 2 * t4]);
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          mma16816<T>(acc[mt][nt], a[mt], bh0, bh1);
+          mma16816<T>(acc[mt][nt], a[mt], bl0, bl1);
         }
       }
-      float acc[TC / 8][4] = {};
+    }
 #pragma unroll
-      for (int kd = 0; kd < KD; ++kd)
-#pragma unroll
-        for (int nt = 0; nt < TC / 8; ++nt) {
-          const unsigned bh0 = lds32(&chi[8 * nt + g][16 * kd + 2 * t4]);
-          const unsigned bh1 = lds32(&chi[8 * nt + g][16 * kd + 8 + 2 * t4]);
-          const unsigned bl0 = lds32(&clo[8 * nt + g][16 * kd + 2 * t4]);
-          const unsigned bl1 = lds32(&clo[8 * nt + g][16 * kd + 8 + 2 * t4]);
-          mma16816<T>(acc[nt], a[kd], bh0, bh1);
-          mma16816<T>(acc[nt], a[kd], bl0, bl1);
-        }
+    for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
       for (int nt = 0; nt < TC / 8; ++nt)
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           const int c = 8 * nt + 2 * t4 + (q & 1);
           if (c0 + c < ceff) {
-            const float dist = fmaf(-2.f * sc, acc[nt][q], cn[c]);
+            const float dist = fmaf(-2.f * sc, acc[mt][nt][q], cn[c]);
             if (dist < best[mt][q >> 1]) { // ascending c per thread: ties keep the lowest
               best[mt][q >> 1] = dist;
               bestC[mt][q >> 1] = c0 + c;
             }
           }
         }
-    }
   }
   // Quad reduction: the four lanes of a row hold disjoint centroid columns.
 #pragma unroll
@@ -218,6 +236,40 @@ template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p
           bestC[mt][rr] = oc;
         }
       }
+  if constexpr (kBlockSums) {
+    // Every lane of a quad knows its two rows' clusters; lane t4 adds the
+    // components it held as A fragments (16 kd + 2 t4 + {0, 1, 8, 9}).
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const long long pt = base + 16 * mt + g + 8 * rr;
+        if (pt >= n)
+          continue;
+        const int c = bestC[mt][rr];
+        const long long r = sv.row(head, pt);
+#pragma unroll
+        for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+          for (int h = 0; h < 4; ++h) {
+            const int d = 16 * kd + 2 * t4 + (h & 1) + 8 * (h >> 1);
+            atomicAdd(&bsum[c * D + d], sv.at(r, d));
+          }
+        if (t4 == 0) {
+          sv.assign()[(long long)head * n + pt] = c;
+          atomicAdd(&bcount[c], 1);
+        }
+      }
+    __syncthreads();
+    float *sums = sv.sums() + (long long)head * C * D;
+    for (int e = tid; e < C * D; e += kKMeansThreads)
+      if (bcount[e / D] > 0)
+        atomicAdd(sums + e, bsum[e]);
+    for (int c = tid; c < C; c += kKMeansThreads)
+      if (bcount[c] > 0)
+        atomicAdd(sv.counts() + (long long)head * C + c, bcount[c]);
+    return;
+  }
   // Point 16 mt + 8 rr + g of the warp lives in lane 4 g; the warp adds one
   // point at a time (not unrolled: registers stay with the products above).
   const int mine[4] = {bestC[0][0], bestC[0][1], bestC[1][0], bestC[1][1]};

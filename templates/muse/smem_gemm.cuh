@@ -84,6 +84,22 @@ template <> __device__ __forceinline__ float2 unpack2<__half>(unsigned u) {
   return __half22float2(*reinterpret_cast<__half2 *>(&u));
 }
 
+/// A pair of consecutive 16-bit elements as one 32-bit register.
+template <class T> __device__ __forceinline__ unsigned ldPair(const T *ptr) {
+  if ((reinterpret_cast<unsigned long long>(ptr) & 3ull) == 0)
+    return *reinterpret_cast<const unsigned *>(ptr);
+  return pack2<T>(toFloat(ptr[0]), toFloat(ptr[1]));
+}
+
+/// (a, b) split into a rounded T pair hi and the T pair lo of what rounding
+/// lost: hi + lo carries about 16 significant bits, so products of split
+/// operands (hi*hi + hi*lo + lo*hi) come close to fp32 on the tensor cores.
+template <class T> __device__ __forceinline__ void split2(float a, float b, unsigned &hi, unsigned &lo) {
+  hi = pack2<T>(a, b);
+  const float2 h = unpack2<T>(hi);
+  lo = pack2<T>(a - h.x, b - h.y);
+}
+
 /// c += a * b for one m16n8k16 tile (a row-major 16x16, b 16x8), fp32 accumulators.
 /// Fragment ownership (g = lane / 4, t = lane % 4): a0 (g, 2t..2t+1), a1 (g+8, 2t..),
 /// a2 (g, 2t+8..), a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
