@@ -1,5 +1,6 @@
 #include "muse/Check/Verify.h"
 
+#include "Device.h"
 #include "muse/Check/HostTypes.h"
 #include "muse/Reference/Reference.h"
 #include "muse/Runtime/CudaDriver.h"
@@ -12,42 +13,6 @@
 
 namespace muse::check {
 namespace {
-
-/// A device allocation freed on scope exit.
-class DeviceBuffer {
-public:
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer &) = delete;
-  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
-  ~DeviceBuffer() {
-    if (ptr_)
-      CudaDriver::get().cuMemFree(ptr_);
-  }
-  Status allocate(size_t bytes) {
-    auto &drv = CudaDriver::get();
-    return drv.check(drv.cuMemAlloc(&ptr_, std::max<size_t>(bytes, 1)), "cuMemAlloc");
-  }
-  Status upload(const std::string &bytes) {
-    auto &drv = CudaDriver::get();
-    return drv.check(drv.cuMemcpyHtoD(ptr_, bytes.data(), bytes.size()), "cuMemcpyHtoD");
-  }
-  template <class T> Status download(std::vector<T> &out, size_t count) {
-    out.resize(count);
-    auto &drv = CudaDriver::get();
-    return drv.check(drv.cuMemcpyDtoH(out.data(), ptr_, count * sizeof(T)), "cuMemcpyDtoH");
-  }
-  void *get() const { return reinterpret_cast<void *>(ptr_); }
-
-private:
-  CUdeviceptr ptr_ = 0;
-};
-
-#define MUSE_TRY(expr)                                                                   \
-  do {                                                                                   \
-    Status _st = (expr);                                                                 \
-    if (!_st.ok())                                                                       \
-      return _st;                                                                        \
-  } while (0)
 
 /// Points of head-major rows [heads][n][dim]. Well-separated: point p of a
 /// head belongs to mixture component j with p in [floor(j*n/C), floor((j+1)*n/C)),
@@ -165,12 +130,8 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
   MUSE_TRY(dv.upload(vBytes));
 
   auto &drv = CudaDriver::get();
-  // Poison outputs and workspace (0xFF bytes are NaN in f32, -1 in i32).
   for (auto *b : {&dO, &dLse, &dWs})
-    MUSE_TRY(drv.check(drv.cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(b->get()), 0xFF,
-                                           b == &dO ? oCount * 4 : b == &dLse ? lseCount * 4 : ws,
-                                           nullptr),
-                       "cuMemsetD8Async"));
+    MUSE_TRY(b->poison());
 
   ForwardArgs args;
   args.shape = shape;
@@ -204,26 +165,9 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
   MUSE_TRY(dKa.download(ka, kaCount));
   MUSE_TRY(dSa.download(sa, saCount));
 
-  if (options.timedRuns > 0) {
-    CUevent start, stop;
-    MUSE_TRY(drv.check(drv.cuEventCreate(&start, 0), "cuEventCreate"));
-    MUSE_TRY(drv.check(drv.cuEventCreate(&stop, 0), "cuEventCreate"));
-    std::vector<float> times;
-    for (int r = 0; r < options.timedRuns + 2; ++r) {
-      drv.cuEventRecord(start, nullptr);
-      MUSE_TRY(attention->forward(args, nullptr));
-      drv.cuEventRecord(stop, nullptr);
-      MUSE_TRY(drv.check(drv.cuEventSynchronize(stop), "cuEventSynchronize"));
-      float ms = 0;
-      drv.cuEventElapsedTime(&ms, start, stop);
-      if (r >= 2) // the first two are warm-up
-        times.push_back(ms);
-    }
-    drv.cuEventDestroy(start);
-    drv.cuEventDestroy(stop);
-    std::sort(times.begin(), times.end());
-    report.medianMs = times[times.size() / 2];
-  }
+  if (options.timedRuns > 0)
+    MUSE_TRY(medianMs(options.timedRuns, [&] { return attention->forward(args, nullptr); },
+                      report.medianMs));
 
   for (float x : o)
     report.outputsFinite = report.outputsFinite && std::isfinite(x);

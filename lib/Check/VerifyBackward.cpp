@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "muse/Check/Verify.h"
 
+#include "Device.h"
 #include "muse/Check/HostTypes.h"
 #include "muse/Reference/Reference.h"
 #include "muse/Runtime/CudaDriver.h"
@@ -20,50 +21,6 @@
 
 namespace muse::check {
 namespace {
-
-/// A device allocation freed on scope exit.
-class Buffer {
-public:
-  Buffer() = default;
-  Buffer(const Buffer &) = delete;
-  Buffer &operator=(const Buffer &) = delete;
-  ~Buffer() {
-    if (ptr_)
-      CudaDriver::get().cuMemFree(ptr_);
-  }
-  Status allocate(size_t bytes) {
-    bytes_ = std::max<size_t>(bytes, 1);
-    auto &drv = CudaDriver::get();
-    return drv.check(drv.cuMemAlloc(&ptr_, bytes_), "cuMemAlloc");
-  }
-  Status upload(const void *data, size_t bytes) {
-    auto &drv = CudaDriver::get();
-    return drv.check(drv.cuMemcpyHtoD(ptr_, data, bytes), "cuMemcpyHtoD");
-  }
-  /// 0xFF bytes: NaN in f32, -1 in i32.
-  Status poison() {
-    auto &drv = CudaDriver::get();
-    return drv.check(drv.cuMemsetD8Async(ptr_, 0xFF, bytes_, nullptr), "cuMemsetD8Async");
-  }
-  template <class T> Status download(std::vector<T> &out, size_t count) {
-    out.resize(count);
-    auto &drv = CudaDriver::get();
-    return drv.check(drv.cuMemcpyDtoH(out.data(), ptr_, count * sizeof(T)), "cuMemcpyDtoH");
-  }
-  void *get() const { return reinterpret_cast<void *>(ptr_); }
-  float *f() const { return static_cast<float *>(get()); }
-
-private:
-  CUdeviceptr ptr_ = 0;
-  size_t bytes_ = 0;
-};
-
-#define MUSE_TRY(expr)                                                                   \
-  do {                                                                                   \
-    Status _st = (expr);                                                                 \
-    if (!_st.ok())                                                                       \
-      return _st;                                                                        \
-  } while (0)
 
 std::vector<double> gaussian(std::mt19937_64 &rng, int64_t count) {
   std::normal_distribution<double> normal(0.0, 1.0);
@@ -147,7 +104,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   std::vector<double> dLse = withDLse ? gaussian(rng, rs.lseSize()) : std::vector<double>();
   std::vector<float> dOf = toFloat(dO), dLsef = toFloat(dLse);
 
-  Buffer bq, bk, bv, bo, blse, bdO, bdLse, bdq, bdk, bdv, bws, bqa, bka;
+  DeviceBuffer bq, bk, bv, bo, blse, bdO, bdLse, bdq, bdk, bdv, bws, bqa, bka;
   const int64_t ws = attention->backwardWorkspaceBytes(shape);
   MUSE_TRY(bq.allocate(qB.size()));
   MUSE_TRY(bk.allocate(kB.size()));
@@ -216,7 +173,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   auto &drv = CudaDriver::get();
   std::vector<float> g[2][3];
   for (int run = 0; run < 2; ++run) {
-    for (Buffer *x : {&bdq, &bdk, &bdv})
+    for (DeviceBuffer *x : {&bdq, &bdk, &bdv})
       MUSE_TRY(x->poison());
     MUSE_TRY(attention->backward(b, nullptr));
     MUSE_TRY(drv.check(drv.cuCtxSynchronize(), "backward kernels (cuCtxSynchronize)"));
@@ -231,26 +188,9 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
       report.outputsFinite = report.outputsFinite && std::isfinite(x);
   }
 
-  if (options.timedRuns > 0) {
-    CUevent start, stop;
-    MUSE_TRY(drv.check(drv.cuEventCreate(&start, 0), "cuEventCreate"));
-    MUSE_TRY(drv.check(drv.cuEventCreate(&stop, 0), "cuEventCreate"));
-    std::vector<float> times;
-    for (int r = 0; r < options.timedRuns + 2; ++r) {
-      drv.cuEventRecord(start, nullptr);
-      MUSE_TRY(attention->backward(b, nullptr));
-      drv.cuEventRecord(stop, nullptr);
-      MUSE_TRY(drv.check(drv.cuEventSynchronize(stop), "cuEventSynchronize"));
-      float ms = 0;
-      drv.cuEventElapsedTime(&ms, start, stop);
-      if (r >= 2) // the first two are warm-up
-        times.push_back(ms);
-    }
-    drv.cuEventDestroy(start);
-    drv.cuEventDestroy(stop);
-    std::sort(times.begin(), times.end());
-    report.medianMs = times[times.size() / 2];
-  }
+  if (options.timedRuns > 0)
+    MUSE_TRY(medianMs(options.timedRuns, [&] { return attention->backward(b, nullptr); },
+                      report.medianMs));
   if (options.timeOnly)
     return Status::success();
 
