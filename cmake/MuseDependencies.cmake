@@ -75,13 +75,3 @@ if(MUSE_BUILD_TESTS)
     set(MUSE_LIT /usr/lib/llvm-19/build/utils/lit/lit.py)
   endif()
 endif()
-
-# Adds a subdirectory only when it has a CMakeLists.txt, so that a partial
-# checkout (a library being written) still configures.
-macro(muse_add_subdirectories)
-  foreach(_d ${ARGN})
-    if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${_d}/CMakeLists.txt)
-      add_subdirectory(${_d})
-    endif()
-  endforeach()
-endmacro()

@@ -13,9 +13,7 @@
 
 namespace muse::test {
 
-#ifdef MUSE_TEST_HAVE_COMPILER
 int engineChildMain(const std::vector<std::string> &args);
-#endif
 
 namespace {
 
@@ -68,10 +66,8 @@ int cacheChildMain(const std::vector<std::string> &args) {
       return 1;
     return compile.calls == 1 && !fromCache ? 10 : (compile.calls == 0 && fromCache ? 0 : 2);
   }
-#ifdef MUSE_TEST_HAVE_COMPILER
   if (!args.empty() && args[0] == "engine")
     return engineChildMain(args);
-#endif
   return 3;
 }
 
