@@ -11,6 +11,7 @@ using ::muse::BufferSpec;
 using ::muse::DimExpr;
 using ::muse::KernelLaunch;
 using ::muse::LaunchPlan;
+using ::muse::LaunchView;
 using ::muse::Sym;
 
 static FailureOr<::muse::LaunchPlan> buildOnePlan(PlanOp plan);
@@ -79,11 +80,20 @@ std::string (::muse::launcherName)(llvm::StringRef specName) {
 }
 
 namespace {
-/// A DimExpr as a C++ expression over the locals B, H, Hkv, N, M.
-std::string cExpr(const DimExpr &e) {
+/// The names the launch grids of one view are written over: the real shape,
+/// or the segment view's (B -> B * segments, N = M = segment length).
+struct ShapeNames {
+  const char *B = "B", *N = "N", *M = "M";
+};
+
+/// A DimExpr as a C++ expression over the locals of `names` and H, Hkv.
+std::string cExpr(const DimExpr &e, const ShapeNames &names = {}) {
   if (e.sym == Sym::One)
     return std::to_string(e.mul);
-  std::string s = e.sym == Sym::QHeads ? "B * H" : e.sym == Sym::KHeads ? "B * Hkv" : ::muse::symName(e.sym);
+  std::string s = e.sym == Sym::QHeads   ? std::string(names.B) + " * H"
+                  : e.sym == Sym::KHeads ? std::string(names.B) + " * Hkv"
+                  : e.sym == Sym::N      ? names.N
+                                         : names.M;
   if (e.div != 1)
     s = "muse_ceil_div(" + s + ", " + std::to_string(e.div) + ")";
   else if (e.mul != 1)
@@ -111,16 +121,158 @@ std::string cBytes(const BufferSpec &b) {
   os << ")";
   return os.str();
 }
+
+bool hasLevelLaunches(const std::vector<KernelLaunch> &launches) {
+  for (const KernelLaunch &l : launches)
+    if (l.view != LaunchView::Full)
+      return true;
+  return false;
+}
+
+/// Dv of a causal plan: part_o is f32 [B*H, N, Dv] (templates/muse/params.cuh).
+int64_t partialValueDim(const LaunchPlan &plan) {
+  for (const BufferSpec &b : plan.buffers)
+    if (b.name == "part_o" && b.perN > 0 && b.perM == 0 && b.fixed == 0)
+      return b.perN;
+  return 0;
+}
+
+void emitBind(std::ostream &os, const std::vector<BufferSpec> &buffers) {
+  for (const BufferSpec &b : buffers)
+    os << "  p." << b.name << " = (decltype(p." << b.name << "))(workspace + at);\n"
+       << "  at += muse_align256(" << cBytes(b) << ");\n";
+}
+
+/// One launch; `args` names the kernel argument array (of the MuseParams of
+/// its view), `names` the shape its grid is computed over.
+void emitLaunch(std::ostream &os, const KernelLaunch &l, const std::string &indent,
+                const std::string &args, const ShapeNames &names) {
+  os << indent << "// " << l.comment;
+  if (l.view != LaunchView::Full)
+    os << " [view " << ::muse::viewName(l.view) << "]";
+  os << "\n"
+     << indent << "if ((r = cuModuleGetFunction(&f, module, \"" << l.kernel
+     << "\")) != CUDA_SUCCESS)\n"
+     << indent << "  return r;\n"
+     << indent << "if ((r = cuLaunchKernel(f, (unsigned)(" << cExpr(l.grid[0], names)
+     << "), (unsigned)(" << cExpr(l.grid[1], names) << "), (unsigned)(" << cExpr(l.grid[2], names)
+     << "), " << l.block << ", 1, 1, " << l.sharedBytes << ", stream, " << args
+     << ", NULL)) != CUDA_SUCCESS)\n"
+     << indent << "  return r;\n";
+}
+
+/// The launch sequence as the runtime runs it (LoadedAttention::forward):
+/// full launches once; every run of per-level launches (level, segment,
+/// served views) once per causal level, level 0 first, each launch on the
+/// params and grid of its view (CausalLevels.cpp levelView).
+void emitLaunches(std::ostream &os, const std::vector<KernelLaunch> &launches, int64_t valueDim) {
+  os << "\n  CUfunction f;\n  CUresult r;\n  void *args[] = {&p};\n";
+  const bool causal = hasLevelLaunches(launches);
+  if (causal)
+    os << "  const int levels = muse_level_count(N, block_size, window_blocks);\n";
+  for (size_t i = 0; i < launches.size();) {
+    if (launches[i].view == LaunchView::Full) {
+      emitLaunch(os, launches[i], "  ", "args", {});
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    bool segment = false, served = false;
+    for (; end < launches.size() && launches[end].view != LaunchView::Full; ++end) {
+      segment = segment || launches[end].view != LaunchView::Level;
+      served = served || launches[end].view == LaunchView::Served;
+    }
+    os << "\n  // Per-level launches: all of them at level 0, then level 1, ... (ALGORITHM.md §4).\n"
+       << "  for (int level = 0; level < levels; ++level) {\n"
+       << "    const muse_level g = muse_level_geometry(N, block_size, window_blocks, level);\n"
+       << "    // view \"level\": the real shape with the level's fields set.\n"
+       << "    MuseParams level_p = p;\n"
+       << "    level_p.seg_level = level;\n"
+       << "    level_p.level_segs = (int)g.segments;\n"
+       << "    level_p.seg_stride = g.stride;\n"
+       << "    void *level_args[] = {&level_p};\n"
+       << "    (void)level_args;\n";
+    if (segment)
+      os << "    // view \"segment\": every segment is a batch entry of its own, N = M = its length.\n"
+         << "    const long long seg_B = B * g.segments, seg_N = g.length, seg_M = g.length;\n"
+         << "    MuseParams segment_p = level_p;\n"
+         << "    segment_p.seg_count = (int)g.segments;\n"
+         << "    segment_p.B = (int)seg_B;\n"
+         << "    segment_p.N = segment_p.M = (int)g.length;\n"
+         << "    void *segment_args[] = {&segment_p};\n";
+    if (served && valueDim < 1)
+      os << "#error \"muse: a causal plan with served launches needs a part_o buffer\"\n";
+    if (served)
+      os << "    // view \"served\": query rows of the served range; the level's partial o, no lse.\n"
+         << "    MuseParams served_p = segment_p;\n"
+         << "    served_p.seg_qbase = g.served_base;\n"
+         << "    served_p.o = p.part_o;\n"
+         << "    served_p.o_sn = " << valueDim << ";\n"
+         << "    served_p.o_sh = N * " << valueDim << ";\n"
+         << "    served_p.o_sb = H * N * " << valueDim << ";\n"
+         << "    served_p.lse = NULL;\n"
+         << "    void *served_args[] = {&served_p};\n";
+    if (segment)
+      os << "    (void)seg_N;\n    (void)seg_M;\n    (void)segment_args;\n";
+    ShapeNames segmentNames;
+    segmentNames.B = "seg_B";
+    segmentNames.N = "seg_N";
+    segmentNames.M = "seg_M";
+    for (size_t j = i; j < end; ++j) {
+      const KernelLaunch &l = launches[j];
+      if (l.view == LaunchView::Level)
+        emitLaunch(os, l, "    ", "level_args", {});
+      else
+        emitLaunch(os, l, "    ", l.view == LaunchView::Segment ? "segment_args" : "served_args",
+                   segmentNames);
+    }
+    os << "  }\n\n";
+    i = end;
+  }
+  os << "  return CUDA_SUCCESS;\n}\n";
+}
 } // namespace
 
 std::string (::muse::printHostLauncher)(const LaunchPlan &plan, const std::string &name) {
   std::ostringstream os;
+  const bool causal = hasLevelLaunches(plan.launches);
+  const bool causalBackward = hasLevelLaunches(plan.backwardLaunches);
+  const int64_t valueDim = partialValueDim(plan);
   os << "// Host launcher " << name << ", generated by muse " << ::muse::kGeneratorVersion
      << "; do not edit.\n"
      << "// The runtime interprets the same launch plan; this is it as C++ (CUDA driver API).\n"
      << "#include <cuda.h>\n#include <stddef.h>\n\n#include \"muse/params.cuh\"\n\n"
      << "static inline size_t muse_align256(size_t n) { return (n + 255) / 256 * 256; }\n"
      << "static inline long long muse_ceil_div(long long a, long long b) { return (a + b - 1) / b; }\n\n";
+
+  if (causal || causalBackward)
+    os << "// Causal far-field levels (lib/Runtime/CausalLevels.cpp): S = causal.block_size,\n"
+       << "// w = causal.window_blocks of the spec. Level l has segments of 2^l S positions,\n"
+       << "// 2^(l+1) S apart; segment a serves the queries from a 2^(l+1) S + (2^l + w - 1) S.\n"
+       << "typedef struct {\n"
+       << "  long long segments;   // segments that serve at least one query\n"
+       << "  long long length;     // 2^l S\n"
+       << "  long long stride;     // 2^(l+1) S\n"
+       << "  long long served_base; // (2^l + w - 1) S\n"
+       << "} muse_level;\n\n"
+       << "// The bit length of max(0, ceil(N/S) - w).\n"
+       << "static inline int muse_level_count(long long N, long long S, long long w) {\n"
+       << "  long long max_p = muse_ceil_div(N, S) - w;\n"
+       << "  int levels = 0;\n"
+       << "  for (; max_p > 0; max_p >>= 1)\n"
+       << "    ++levels;\n"
+       << "  return levels;\n"
+       << "}\n\n"
+       << "static inline muse_level muse_level_geometry(long long N, long long S, long long w, "
+          "int level) {\n"
+       << "  muse_level g;\n"
+       << "  const long long room = muse_ceil_div(N, S) - (1LL << level) - w + 1;\n"
+       << "  g.length = S << level;\n"
+       << "  g.stride = S << (level + 1);\n"
+       << "  g.served_base = ((1LL << level) + w - 1) * S;\n"
+       << "  g.segments = room > 0 ? muse_ceil_div(room, 2LL << level) : 0;\n"
+       << "  return g;\n"
+       << "}\n\n";
 
   os << "// Workspace bytes for one call: every buffer 256-byte aligned, in this order.\n"
      << "size_t " << name << "_workspace_bytes(long long B, long long H, long long Hkv, long long N, "
@@ -129,26 +281,42 @@ std::string (::muse::printHostLauncher)(const LaunchPlan &plan, const std::strin
     os << "  bytes += muse_align256(" << cBytes(b) << "); // " << b.name << "\n";
   os << "  return bytes;\n}\n\n";
 
-  os << "// p: q, k, v, o, lse, strides, B, H, Hkv, N, M and scale filled by the caller;\n"
-     << "// workspace: " << name << "_workspace_bytes(...) bytes of device memory.\n"
+  const char *levelArgs = ", long long block_size, long long window_blocks";
+  os << "// p: q, k, v, o, lse, strides, B, H, Hkv, N, M and scale filled by the caller";
+  if (causal)
+    os << "\n// (causal: also seq_len = N, batch = B, and out_key/out_query/out_served or null);\n"
+       << "// block_size, window_blocks: the spec's causal.block_size and causal.window_blocks";
+  os << ";\n// workspace: " << name << "_workspace_bytes(...) bytes of device memory.\n"
      << "CUresult " << name << "_launch(CUmodule module, CUstream stream, MuseParams p, "
-     << "CUdeviceptr workspace) {\n"
+     << "CUdeviceptr workspace" << (causal ? levelArgs : "") << ") {\n"
      << "  const long long B = p.B, H = p.H, Hkv = p.Hkv, N = p.N, M = p.M;\n"
      << "  (void)N; (void)M;\n"
      << "  size_t at = 0;\n";
-  for (const BufferSpec &b : plan.buffers)
-    os << "  p." << b.name << " = (decltype(p." << b.name << "))(workspace + at);\n"
-       << "  at += muse_align256(" << cBytes(b) << ");\n";
-  os << "\n  CUfunction f;\n  CUresult r;\n  void *args[] = {&p};\n";
-  for (const KernelLaunch &l : plan.launches) {
-    os << "  // " << l.comment << "\n"
-       << "  if ((r = cuModuleGetFunction(&f, module, \"" << l.kernel << "\")) != CUDA_SUCCESS)\n"
-       << "    return r;\n"
-       << "  if ((r = cuLaunchKernel(f, (unsigned)(" << cExpr(l.grid[0]) << "), (unsigned)("
-       << cExpr(l.grid[1]) << "), (unsigned)(" << cExpr(l.grid[2]) << "), " << l.block << ", 1, 1, "
-       << l.sharedBytes << ", stream, args, NULL)) != CUDA_SUCCESS)\n"
-       << "    return r;\n";
-  }
-  os << "  return CUDA_SUCCESS;\n}\n";
+  emitBind(os, plan.buffers);
+  emitLaunches(os, plan.launches, valueDim);
+
+  if (!plan.hasBackward())
+    return os.str();
+  os << "\n// Backward: the forward's buffers (still holding what " << name << "_launch\n"
+     << "// wrote, at the same offsets), then the backward's, every one 256-byte aligned.\n"
+     << "size_t " << name << "_backward_workspace_bytes(long long B, long long H, long long Hkv, "
+     << "long long N, long long M) {\n"
+     << "  size_t bytes = " << name << "_workspace_bytes(B, H, Hkv, N, M);\n";
+  for (const BufferSpec &b : plan.backwardBuffers)
+    os << "  bytes += muse_align256(" << cBytes(b) << "); // " << b.name << "\n";
+  os << "  return bytes;\n}\n\n"
+     << "// p: as for " << name << "_launch (same q, k, v, o, lse and shape), plus dout, dlse,\n"
+     << "// dq, dk, dv and their strides; workspace: the one the forward ran on, of\n"
+     << "// " << name << "_backward_workspace_bytes(...) bytes.\n"
+     << "CUresult " << name << "_backward(CUmodule module, CUstream stream, MuseParams p, "
+     << "CUdeviceptr workspace" << (causalBackward ? levelArgs : "") << ") {\n"
+     << "  const long long B = p.B, H = p.H, Hkv = p.Hkv, N = p.N, M = p.M;\n"
+     << "  (void)N; (void)M;\n"
+     << "  size_t at = 0;\n"
+     << "  // The forward's buffers.\n";
+  emitBind(os, plan.buffers);
+  os << "  // The backward's own.\n";
+  emitBind(os, plan.backwardBuffers);
+  emitLaunches(os, plan.backwardLaunches, valueDim);
   return os.str();
 }

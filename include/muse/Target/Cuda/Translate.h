@@ -36,7 +36,12 @@ mlir::LogicalResult translateToCuda(mlir::muse::PlanOp plan, llvm::raw_ostream &
 mlir::FailureOr<LaunchPlan> buildLaunchPlan(mlir::muse::PlanOp plan);
 
 /// Readable C++ launcher (driver API) printed from `plan`; `name` prefixes the
-/// two functions it defines (<name>_workspace_bytes, <name>_launch).
+/// functions it defines (<name>_workspace_bytes, <name>_launch, and with a
+/// backward plan <name>_backward_workspace_bytes, <name>_backward). It runs
+/// the launches as the runtime does: a causal plan's per-level launches in a
+/// loop over the far-field levels of N (then <name>_launch also takes the
+/// spec's block_size and window_blocks), each on the params and grid of its
+/// view.
 std::string printHostLauncher(const LaunchPlan &plan, const std::string &name);
 
 /// A C identifier from a spec name: "muse_" + name with other characters as '_'.
