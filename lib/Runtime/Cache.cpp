@@ -193,6 +193,7 @@ private:
 };
 
 std::atomic<bool> gWarnedUnwritable{false};
+std::atomic<bool> gWarnedMaxBytes{false};
 
 } // namespace
 
@@ -237,7 +238,43 @@ CacheConfig CacheConfig::fromEnvironment() {
                    "using %.0f\n",
                    t.c_str(), c.lockTimeoutSeconds);
   }
+  if (std::string m = nonEmptyEnv("MUSE_CACHE_MAX_BYTES"); !m.empty()) {
+    int64_t v = 0;
+    if (parseByteSize(m, v))
+      c.maxBytes = v;
+    else if (!gWarnedMaxBytes.exchange(true))
+      std::fprintf(stderr,
+                   "muse: warning: MUSE_CACHE_MAX_BYTES=%s is not a size in bytes (N, or N with "
+                   "a K, M or G suffix); the cache is not bounded\n",
+                   m.c_str());
+  }
   return c;
+}
+
+bool parseByteSize(const std::string &text, int64_t &out) {
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
+    return false;
+  char *end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno || v < 0)
+    return false;
+  int shift = 0;
+  std::string suffix(end);
+  if (suffix.size() == 1) {
+    switch (std::toupper(static_cast<unsigned char>(suffix[0]))) {
+    case 'K': shift = 10; break;
+    case 'M': shift = 20; break;
+    case 'G': shift = 30; break;
+    default: return false;
+    }
+  } else if (!suffix.empty()) {
+    return false;
+  }
+  if (v > (INT64_MAX >> shift))
+    return false;
+  out = int64_t(v) << shift;
+  return true;
 }
 
 DiskCache::DiskCache(CacheConfig config) : config_(std::move(config)) {}
@@ -342,6 +379,8 @@ Status DiskCache::getOrCompute(const std::string &key, const Compute &compute, C
   if (load(key, out, existed, problem)) {
     ++hits_;
     fromCache = true;
+    // Recently used: eviction goes by mtime. Best effort (read-only caches).
+    ::utimensat(AT_FDCWD, entryPath(key).c_str(), nullptr, 0);
     return Status::success();
   }
   ++misses_;
@@ -393,7 +432,94 @@ Status DiskCache::getOrCompute(const std::string &key, const Compute &compute, C
     return Status::success();
   }
   ++stores_;
+  if (config_.maxBytes > 0) {
+    int64_t removed = 0;
+    evict(config_.maxBytes, key, removed); // best effort: a full cache is not an error
+  }
   return Status::success();
+}
+
+Status DiskCache::evict(int64_t maxBytes, const std::string &keep, int64_t &removed) const {
+  removed = 0;
+  if (config_.dir.empty())
+    return {StatusCode::CacheError, "no cache directory: set MUSE_CACHE_DIR or HOME"};
+  std::error_code ec;
+  if (!fs::exists(config_.dir, ec))
+    return Status::success();
+  struct Candidate {
+    std::string key;
+    int64_t bytes;
+    struct timespec mtime;
+  };
+  std::vector<Candidate> entries;
+  int64_t total = 0;
+  for (fs::directory_iterator it(config_.dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path &p = it->path();
+    if (p.extension() != kEntrySuffix)
+      continue;
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+      continue; // removed meanwhile
+    entries.push_back({p.stem().string(), int64_t(st.st_size), st.st_mtim});
+    total += int64_t(st.st_size);
+  }
+  if (ec)
+    return {StatusCode::CacheError, "cannot list " + config_.dir + ": " + ec.message()};
+  std::sort(entries.begin(), entries.end(), [](const Candidate &a, const Candidate &b) {
+    if (a.mtime.tv_sec != b.mtime.tv_sec)
+      return a.mtime.tv_sec < b.mtime.tv_sec;
+    if (a.mtime.tv_nsec != b.mtime.tv_nsec)
+      return a.mtime.tv_nsec < b.mtime.tv_nsec;
+    return a.key < b.key;
+  });
+  for (const Candidate &c : entries) {
+    if (total <= maxBytes)
+      break;
+    if (c.key == keep)
+      continue;
+    // A writer holding the key's lock may be about to (re)store it: leave it.
+    // The lock file stays, since unlinking it would let two writers lock
+    // different files for one key.
+    std::string lockPath = config_.dir + "/" + c.key + kLockSuffix;
+    int fd = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    bool locked = false;
+    if (fd >= 0) {
+      int rc;
+      do
+        rc = ::flock(fd, LOCK_EX | LOCK_NB);
+      while (rc != 0 && errno == EINTR);
+      if (rc != 0 && errno == EWOULDBLOCK) {
+        ::close(fd);
+        continue;
+      }
+      locked = rc == 0;
+    }
+    // Readers take no lock: one that has the file open keeps reading it, a
+    // later one sees a miss.
+    std::string path = entryPath(c.key);
+    bool gone = ::unlink(path.c_str()) == 0;
+    int err = errno;
+    if (fd >= 0) {
+      if (locked)
+        ::flock(fd, LOCK_UN);
+      ::close(fd);
+    }
+    if (gone) {
+      ++removed;
+      total -= c.bytes;
+    } else if (err != ENOENT) {
+      return {StatusCode::CacheError, "cannot remove " + path + ": " + std::strerror(err)};
+    } else {
+      total -= c.bytes; // someone else removed it
+    }
+  }
+  return Status::success();
+}
+
+Status DiskCache::prune(int64_t maxBytes, int64_t &removed) const {
+  if (maxBytes < 0)
+    return {StatusCode::CacheError, "a negative size limit"};
+  return evict(maxBytes, std::string(), removed);
 }
 
 Status DiskCache::list(std::vector<CacheEntryInfo> &out) const {

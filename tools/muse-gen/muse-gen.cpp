@@ -44,8 +44,8 @@ commands:
   build SPEC...        compile to a cubin and store it in the cache
   verify SPEC          on a GPU: run on random data, compare with the CPU
                        reference and exact attention
-  cache ls|clear|verify
-                       list, empty or checksum the kernel cache
+  cache ls|clear|verify|prune
+                       list, empty, checksum or shrink the kernel cache
   env                  versions, GPUs, cache location, supported features
 
 'muse-gen <command> --help' describes a command's options.
@@ -290,7 +290,7 @@ std::string formatTime(int64_t t) {
 
 int cmdCache(const Args &args) {
   if (args.positional.size() != 1)
-    return fail("cache needs one of: ls, clear, verify (see muse-gen cache --help)");
+    return fail("cache needs one of: ls, clear, verify, prune (see muse-gen cache --help)");
   DiskCache cache(CacheConfig::fromEnvironment());
   const std::string &what = args.positional[0];
   if (cache.config().dir.empty())
@@ -323,7 +323,26 @@ int cmdCache(const Args &args) {
     std::cout << "cache: removed " << removed << " entries from " << cache.config().dir << "\n";
     return 0;
   }
-  return fail("unknown cache command '" + what + "'; allowed: ls, clear, verify");
+  if (what == "prune") {
+    int64_t limit = cache.config().maxBytes;
+    if (args.has("max-bytes")) {
+      if (!parseByteSize(args.get("max-bytes"), limit))
+        return fail("--max-bytes: '" + args.get("max-bytes") +
+                    "' is not a size in bytes (N, or N with a K, M or G suffix)");
+    } else if (limit <= 0) {
+      return fail("cache prune needs --max-bytes N or MUSE_CACHE_MAX_BYTES");
+    }
+    int64_t removed = 0;
+    Status st = cache.prune(limit, removed);
+    if (!st.ok())
+      return fail(st.message);
+    std::cout << "cache: removed " << removed << " entries from " << cache.config().dir << " ("
+              << cache.totalBytes() << " bytes left, limit " << limit << ")\n";
+    return 0;
+  }
+  if (args.has("max-bytes"))
+    return fail("--max-bytes applies to cache prune only");
+  return fail("unknown cache command '" + what + "'; allowed: ls, clear, verify, prune");
 }
 
 int cmdEnv(const Args &args) {
@@ -406,11 +425,14 @@ const std::vector<Command> &commands() {
          "a second backward bit-identical"},
         kSet, kArch, kHelp},
        cmdVerify},
-      {"cache", "cache ls|clear|verify",
+      {"cache", "cache ls|clear|verify|prune [--max-bytes N]",
        "ls: list entries; clear: remove every entry; verify: read and checksum every\n"
-       "entry (exit status 1 if any is corrupt). The directory is MUSE_CACHE_DIR, else\n"
+       "entry (exit status 1 if any is corrupt); prune: remove least recently used\n"
+       "entries until they total at most --max-bytes (default MUSE_CACHE_MAX_BYTES),\n"
+       "skipping entries being written. The directory is MUSE_CACHE_DIR, else\n"
        "$XDG_CACHE_HOME/muse, else ~/.cache/muse.",
-       {kHelp}, cmdCache},
+       {{"max-bytes", true, "prune: size limit in bytes, or with a K, M or G suffix"}, kHelp},
+       cmdCache},
       {"env", "env [--has-gpu]", "Prints versions, GPUs, the cache and the feature matrix.",
        {{"has-gpu", false, "print nothing; exit 0 iff a GPU is usable"}, kHelp}, cmdEnv},
   };

@@ -12,6 +12,10 @@
 // Location: MUSE_CACHE_DIR, else $XDG_CACHE_HOME/muse, else ~/.cache/muse.
 // MUSE_CACHE_DISABLE=1 turns it off. An unwritable directory warns once on
 // stderr; hits are still read from it and misses compile uncached.
+// MUSE_CACHE_MAX_BYTES bounds the entries' total size: after a store, the
+// least recently used entries (by mtime; a hit touches it) are unlinked until
+// the total fits, never the entry just stored nor one whose key lock another
+// process holds. Readers see an unlinked entry as a miss.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_RUNTIME_CACHE_H
@@ -80,10 +84,15 @@ struct CacheConfig {
   std::string dir;      // empty when no location could be found
   bool disabled = false;
   double lockTimeoutSeconds = 600; // then compile without the lock (rename keeps it safe)
-  /// Reads MUSE_CACHE_DIR, XDG_CACHE_HOME, HOME, MUSE_CACHE_DISABLE and
-  /// MUSE_CACHE_LOCK_TIMEOUT (seconds).
+  int64_t maxBytes = 0; // bound on the entries' total size; 0: no limit
+  /// Reads MUSE_CACHE_DIR, XDG_CACHE_HOME, HOME, MUSE_CACHE_DISABLE,
+  /// MUSE_CACHE_LOCK_TIMEOUT (seconds) and MUSE_CACHE_MAX_BYTES (bytes, or
+  /// with a K, M or G suffix; a malformed value warns once and means no limit).
   static CacheConfig fromEnvironment();
 };
+
+/// Parses "N", "NK", "NM" or "NG" (binary multiples, either case) into bytes.
+bool parseByteSize(const std::string &text, int64_t &out);
 
 class DiskCache {
 public:
@@ -106,6 +115,10 @@ public:
   Status verify(std::vector<CacheEntryInfo> &out) const;
   /// Removes entries, locks and leftover temporary files; `removed` counts entries.
   Status clear(int64_t &removed) const;
+  /// Unlinks least recently used entries (oldest mtime first) until the
+  /// entries total at most `maxBytes`, skipping any whose key lock another
+  /// process holds; `removed` counts entries.
+  Status prune(int64_t maxBytes, int64_t &removed) const;
   /// Bytes of all files in the directory.
   int64_t totalBytes() const;
 
@@ -120,6 +133,7 @@ private:
   bool load(const std::string &key, CacheEntry &out, bool &existed, std::string &problem) const;
   void warnUnwritable(const std::string &why);
   Status computeUncached(const Compute &compute, CacheEntry &out);
+  Status evict(int64_t maxBytes, const std::string &keep, int64_t &removed) const;
 
   CacheConfig config_;
   std::atomic<int64_t> hits_{0}, misses_{0}, compiles_{0}, stores_{0}, corrupt_{0},

@@ -7,7 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -305,6 +308,148 @@ TEST(Cache, LocationFromEnvironment) {
     ScopedEnv e("MUSE_CACHE_DISABLE", off);
     EXPECT_FALSE(CacheConfig::fromEnvironment().disabled) << off;
   }
+}
+
+namespace {
+
+/// Stores a FakePayload entry under a key of 64 `c`s; returns the key.
+std::string storeFake(DiskCache &cache, char c) {
+  FakePayload compute;
+  CacheEntry e;
+  bool fromCache = false;
+  std::string key(64, c);
+  EXPECT_TRUE(cache.getOrCompute(key, std::ref(compute), e, fromCache).ok());
+  return key;
+}
+
+void setMtime(const std::string &path, time_t seconds) {
+  struct timespec times[2] = {{seconds, 0}, {seconds, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0) << path;
+}
+
+time_t mtimeOf(const std::string &path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? st.st_mtime : 0;
+}
+
+bool has(const DiskCache &cache, const std::string &key) {
+  return std::filesystem::exists(cache.entryPath(key));
+}
+
+} // namespace
+
+TEST(CacheLimit, EvictsLeastRecentlyUsedFirst) {
+  TempDir dir;
+  DiskCache unbounded(cacheIn(dir.path()));
+  std::string k1 = storeFake(unbounded, '1'), k2 = storeFake(unbounded, '2'),
+              k3 = storeFake(unbounded, '3');
+  int64_t size = int64_t(std::filesystem::file_size(unbounded.entryPath(k1)));
+  setMtime(unbounded.entryPath(k1), 3000); // most recent of the three
+  setMtime(unbounded.entryPath(k2), 1000); // least recent
+  setMtime(unbounded.entryPath(k3), 2000);
+
+  CacheConfig config = cacheIn(dir.path());
+  config.maxBytes = 2 * size + size / 2; // room for two entries
+  DiskCache bounded(config);
+  std::string k4 = storeFake(bounded, '4');
+  EXPECT_FALSE(has(bounded, k2));
+  EXPECT_FALSE(has(bounded, k3));
+  EXPECT_TRUE(has(bounded, k1));
+  EXPECT_TRUE(has(bounded, k4));
+  // Lock files stay (unlinking one could give a key two locks).
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/" + k2 + ".lock"));
+
+  // prune goes by the same order and counts what it removed.
+  setMtime(bounded.entryPath(k4), 500);
+  int64_t removed = -1;
+  ASSERT_TRUE(bounded.prune(size, removed).ok());
+  EXPECT_EQ(removed, 1);
+  EXPECT_FALSE(has(bounded, k4));
+  EXPECT_TRUE(has(bounded, k1));
+  ASSERT_TRUE(bounded.prune(size, removed).ok());
+  EXPECT_EQ(removed, 0);
+  EXPECT_FALSE(bounded.prune(-1, removed).ok());
+}
+
+TEST(CacheLimit, TheJustStoredEntrySurvives) {
+  TempDir dir;
+  CacheConfig config = cacheIn(dir.path());
+  config.maxBytes = 1; // smaller than any entry
+  DiskCache cache(config);
+  std::string k1 = storeFake(cache, '1');
+  EXPECT_TRUE(has(cache, k1));
+  std::string k2 = storeFake(cache, '2');
+  EXPECT_TRUE(has(cache, k2));
+  EXPECT_FALSE(has(cache, k1));
+  std::vector<CacheEntryInfo> entries;
+  ASSERT_TRUE(cache.verify(entries).ok());
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_TRUE(entries[0].valid);
+}
+
+TEST(CacheLimit, AHeldLockProtectsItsEntry) {
+  TempDir dir;
+  DiskCache cache(cacheIn(dir.path()));
+  std::string k1 = storeFake(cache, '1'), k2 = storeFake(cache, '2'), k3 = storeFake(cache, '3');
+  setMtime(cache.entryPath(k1), 1000); // the oldest, but being rewritten
+  setMtime(cache.entryPath(k2), 2000);
+  setMtime(cache.entryPath(k3), 3000);
+  // flock locks belong to the open file description, so this open conflicts
+  // with the cache's own just as another process's would.
+  int fd = open((dir.path() + "/" + k1 + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(flock(fd, LOCK_EX | LOCK_NB), 0);
+  int64_t removed = 0;
+  ASSERT_TRUE(cache.prune(0, removed).ok());
+  EXPECT_EQ(removed, 2);
+  EXPECT_TRUE(has(cache, k1));
+  EXPECT_FALSE(has(cache, k2));
+  EXPECT_FALSE(has(cache, k3));
+  flock(fd, LOCK_UN);
+  close(fd);
+  ASSERT_TRUE(cache.prune(0, removed).ok());
+  EXPECT_EQ(removed, 1);
+  EXPECT_FALSE(has(cache, k1));
+}
+
+TEST(CacheLimit, MaxBytesFromEnvironment) {
+  struct Good {
+    const char *text;
+    int64_t bytes;
+  };
+  for (Good g : {Good{"1234", 1234}, Good{"10K", 10240}, Good{"3m", 3 << 20},
+                 Good{"2G", int64_t(2) << 30}, Good{"0", 0}}) {
+    ScopedEnv e("MUSE_CACHE_MAX_BYTES", std::string(g.text));
+    EXPECT_EQ(CacheConfig::fromEnvironment().maxBytes, g.bytes) << g.text;
+  }
+  {
+    ScopedEnv e("MUSE_CACHE_MAX_BYTES", std::nullopt);
+    EXPECT_EQ(CacheConfig::fromEnvironment().maxBytes, 0);
+  }
+  testing::internal::CaptureStderr();
+  for (const char *bad : {"abc", "10X", "-5", "1.5G", "K", "10KB", " 10", "99999999999999999999"}) {
+    ScopedEnv e("MUSE_CACHE_MAX_BYTES", std::string(bad));
+    EXPECT_EQ(CacheConfig::fromEnvironment().maxBytes, 0) << bad;
+  }
+  std::string err = testing::internal::GetCapturedStderr();
+  size_t first = err.find("MUSE_CACHE_MAX_BYTES=abc");
+  EXPECT_NE(first, std::string::npos) << err;
+  EXPECT_EQ(err.find("MUSE_CACHE_MAX_BYTES", first + 1), std::string::npos)
+      << "warns once: " << err;
+}
+
+TEST(CacheLimit, AHitTouchesItsEntry) {
+  TempDir dir;
+  DiskCache cache(cacheIn(dir.path()));
+  std::string k1 = storeFake(cache, '1');
+  setMtime(cache.entryPath(k1), 1000);
+  FakePayload compute;
+  CacheEntry e;
+  bool fromCache = false;
+  ASSERT_TRUE(cache.getOrCompute(k1, std::ref(compute), e, fromCache).ok());
+  EXPECT_TRUE(fromCache);
+  EXPECT_EQ(compute.calls, 0);
+  EXPECT_GE(mtimeOf(cache.entryPath(k1)), time(nullptr) - 60);
 }
 
 TEST(CacheKey, EveryInputMatters) {
