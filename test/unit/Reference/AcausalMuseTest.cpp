@@ -16,15 +16,6 @@ MuseConfig acausal(int cq, int ck, int order, int nearClusters = 0) {
   return c;
 }
 
-void expectExact(const MuseConfig &cfg, const RefShape &sh, const Inputs &in) {
-  MuseForwardResult m;
-  ForwardResult e;
-  ASSERT_TRUE(museForward(cfg, sh, in.q, in.k, in.v, nullptr, m).ok);
-  ASSERT_TRUE(exactForward(sh, false, cfg.scale, in.q, in.k, in.v, e).ok);
-  EXPECT_LT(maxError(m.o, e.o), 1e-12);
-  EXPECT_LT(maxError(m.lse, e.lse), 1e-12);
-}
-
 const RefShape kShape{2, 4, 2, 24, 30, 8, 6};
 
 TEST(AcausalMuse, EveryQueryAloneIsExact) {

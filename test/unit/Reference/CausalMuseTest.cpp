@@ -19,15 +19,6 @@ MuseConfig causal(int cq, int ck, int order, int S, int w, int nearClusters = 0)
   return c;
 }
 
-void expectExact(const MuseConfig &cfg, const RefShape &sh, const Inputs &in) {
-  MuseForwardResult m;
-  ForwardResult e;
-  ASSERT_TRUE(museForward(cfg, sh, in.q, in.k, in.v, nullptr, m).ok);
-  ASSERT_TRUE(exactForward(sh, true, cfg.scale, in.q, in.k, in.v, e).ok);
-  EXPECT_LT(maxError(m.o, e.o), 1e-12);
-  EXPECT_LT(maxError(m.lse, e.lse), 1e-12);
-}
-
 // 37 positions, S = 4: 10 blocks (the last partial), up to 4 levels at w = 1.
 const RefShape kShape{1, 4, 2, 37, 37, 6, 5};
 

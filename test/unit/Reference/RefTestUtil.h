@@ -47,6 +47,17 @@ inline double maxError(const std::vector<double> &a, const std::vector<double> &
   return err / scale;
 }
 
+/// MuSe under `cfg` equals exact attention (causal when cfg.causal) to 1e-12:
+/// the exactness invariants of ALGORITHM.md §3 and §4.
+inline void expectExact(const MuseConfig &cfg, const RefShape &sh, const Inputs &in) {
+  MuseForwardResult m;
+  ForwardResult e;
+  ASSERT_TRUE(museForward(cfg, sh, in.q, in.k, in.v, nullptr, m).ok);
+  ASSERT_TRUE(exactForward(sh, cfg.causal, cfg.scale, in.q, in.k, in.v, e).ok);
+  EXPECT_LT(maxError(m.o, e.o), 1e-12);
+  EXPECT_LT(maxError(m.lse, e.lse), 1e-12);
+}
+
 /// ||a - b|| / ||b||.
 inline double relError(const std::vector<double> &a, const std::vector<double> &b) {
   EXPECT_EQ(a.size(), b.size());
