@@ -58,7 +58,7 @@ typedef struct muse_forward_args {
   int32_t *key_assign;   /* [B*Hkv, M] */
 } muse_forward_args_t;
 
-/* The backward of one forward call (acausal specs; muse::BackwardArgs in
+/* The backward of one forward call (acausal and causal specs; muse::BackwardArgs in
  * muse/Runtime/Engine.h): q, k, v, o and workspace of that call, the
  * workspace allocated with muse_attention_backward_workspace_bytes and its
  * forward part untouched since. dO, dq, dk, dv are fp32; lse and d_lse

@@ -3,7 +3,8 @@
 // Random q, k, v (rounded to the spec's dtype), the forward, then dO (and
 // dLse) in fp32; the backward runs twice on poisoned gradients (the second
 // must be bit-identical: no atomics, fixed summation orders), then
-// ref::museBackward recomputes dq, dk, dv in double on the kernel's partitions.
+// ref::museBackward recomputes dq, dk, dv in double on the kernel's partitions
+// (causal specs: every level's partitions, and a causality check).
 //
 //===----------------------------------------------------------------------===//
 #include "muse/Check/Verify.h"
@@ -61,6 +62,9 @@ std::string BackwardReport::str() const {
   os << "backward vs CPU reference on the kernel's partitions: rel L2 dq " << dqRelL2 << ", dk "
      << dkRelL2 << ", dv " << dvRelL2 << "\n";
   os << "second backward bit-identical: " << (deterministic ? "yes" : "NO") << "\n";
+  if (causalChecked)
+    os << "gradients at positions >= N/2 unchanged by dO at positions < N/2: "
+       << (causal ? "yes" : "NO") << "\n";
   if (!outputsFinite)
     os << "NON-FINITE values in the gradients\n";
   if (medianMs > 0) {
@@ -72,10 +76,14 @@ std::string BackwardReport::str() const {
 
 Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &options,
                       bool withDLse, BackwardReport &report) {
-  if (spec.causal)
-    return {StatusCode::InvalidArgument, "verify --backward: spec '" + spec.name +
-                                             "' is causal; the backward is acausal only"};
   Shape shape = options.shape;
+  if (spec.causal && shape.M != shape.N) {
+    if (options.shape.M != 0 && options.shape.M != options.shape.N)
+      return {StatusCode::InvalidArgument,
+              "verify --backward: spec '" + spec.name + "' is causal and needs M == N, got N=" +
+                  std::to_string(shape.N) + " M=" + std::to_string(shape.M)};
+    shape.M = shape.N;
+  }
   if (shape.Hkv == 0)
     shape.Hkv = shape.H / std::max(1, spec.kvHeadsRatio);
   if (shape.Hkv <= 0 || shape.H % shape.Hkv != 0 || shape.H / shape.Hkv != spec.kvHeadsRatio)
@@ -104,7 +112,12 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   std::vector<double> dLse = withDLse ? gaussian(rng, rs.lseSize()) : std::vector<double>();
   std::vector<float> dOf = toFloat(dO), dLsef = toFloat(dLse);
 
-  DeviceBuffer bq, bk, bv, bo, blse, bdO, bdLse, bdq, bdk, bdv, bws, bqa, bka;
+  DeviceBuffer bq, bk, bv, bo, blse, bdO, bdLse, bdq, bdk, bdv, bws, bqa, bka, bsa;
+  // Causal partitions are per far-field level (ref::Partitions' layout).
+  const int levels =
+      spec.causal ? ref::causalLevels(shape.N, spec.blockSize, spec.windowBlocks) : 0;
+  const int64_t qaCount = (spec.causal ? levels : 1) * rs.B * rs.H * rs.N;
+  const int64_t kaCount = (spec.causal ? levels : 1) * rs.B * rs.Hkv * rs.M;
   const int64_t ws = attention->backwardWorkspaceBytes(shape);
   MUSE_TRY(bq.allocate(qB.size()));
   MUSE_TRY(bk.allocate(kB.size()));
@@ -117,8 +130,9 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   MUSE_TRY(bdk.allocate(rs.kSize() * 4));
   MUSE_TRY(bdv.allocate(rs.vSize() * 4));
   MUSE_TRY(bws.allocate(ws));
-  MUSE_TRY(bqa.allocate(rs.B * rs.H * rs.N * 4));
-  MUSE_TRY(bka.allocate(rs.B * rs.Hkv * rs.M * 4));
+  MUSE_TRY(bqa.allocate(std::max<int64_t>(qaCount, 1) * 4));
+  MUSE_TRY(bka.allocate(std::max<int64_t>(kaCount, 1) * 4));
+  MUSE_TRY(bsa.allocate(std::max<int64_t>(qaCount, 1) * 4));
   MUSE_TRY(bq.upload(qB.data(), qB.size()));
   MUSE_TRY(bk.upload(kB.data(), kB.size()));
   MUSE_TRY(bv.upload(vB.data(), vB.size()));
@@ -146,6 +160,8 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   f.workspaceBytes = ws;
   f.queryAssign = static_cast<int32_t *>(bqa.get());
   f.keyAssign = static_cast<int32_t *>(bka.get());
+  if (spec.causal)
+    f.servedAssign = static_cast<int32_t *>(bsa.get());
   MUSE_TRY(attention->forward(f, nullptr));
 
   BackwardArgs b;
@@ -188,6 +204,49 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
       report.outputsFinite = report.outputsFinite && std::isfinite(x);
   }
 
+  // Causality (causal specs): o_t depends on positions <= t only, so the
+  // gradient at every position >= cut must not change, bit for bit, when dO
+  // and dLse change at positions < cut; the earlier rows must change (else
+  // the check proves nothing).
+  if (spec.causal && rs.N > 1) {
+    const int64_t cut = rs.N / 2;
+    std::vector<float> dO2 = dOf, dLse2 = dLsef;
+    for (int64_t bh = 0; bh < rs.B * rs.H; ++bh)
+      for (int64_t t = 0; t < cut; ++t) {
+        for (int64_t c = 0; c < Dv; ++c)
+          dO2[(bh * rs.N + t) * Dv + c] = -2.f * dO2[(bh * rs.N + t) * Dv + c] + 0.5f;
+        if (withDLse)
+          dLse2[bh * rs.N + t] += 1.f;
+      }
+    MUSE_TRY(bdO.upload(dO2.data(), dO2.size() * 4));
+    if (withDLse)
+      MUSE_TRY(bdLse.upload(dLse2.data(), dLse2.size() * 4));
+    MUSE_TRY(attention->backward(b, nullptr));
+    MUSE_TRY(drv.check(drv.cuCtxSynchronize(), "backward kernels (cuCtxSynchronize)"));
+    std::vector<float> h[3];
+    MUSE_TRY(bdq.download(h[0], rs.qSize()));
+    MUSE_TRY(bdk.download(h[1], rs.kSize()));
+    MUSE_TRY(bdv.download(h[2], rs.vSize()));
+    const int64_t heads[3] = {rs.B * rs.H, rs.B * rs.Hkv, rs.B * rs.Hkv};
+    const int64_t width[3] = {D, D, Dv};
+    bool laterSame = true, earlierChanged = false;
+    for (int x = 0; x < 3; ++x)
+      for (int64_t hh = 0; hh < heads[x]; ++hh)
+        for (int64_t t = 0; t < rs.N; ++t) {
+          const size_t at = size_t((hh * rs.N + t) * width[x]);
+          const bool same = std::memcmp(&g[0][x][at], &h[x][at], size_t(width[x]) * 4) == 0;
+          if (t >= cut)
+            laterSame = laterSame && same;
+          else
+            earlierChanged = earlierChanged || !same;
+        }
+    report.causalChecked = true;
+    report.causal = laterSame && earlierChanged;
+    MUSE_TRY(bdO.upload(dOf.data(), dOf.size() * 4)); // the timed runs use the original dO
+    if (withDLse)
+      MUSE_TRY(bdLse.upload(dLsef.data(), dLsef.size() * 4));
+  }
+
   if (options.timedRuns > 0)
     MUSE_TRY(medianMs(options.timedRuns, [&] { return attention->backward(b, nullptr); },
                       report.medianMs));
@@ -201,9 +260,15 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   cfg.order = spec.order;
   cfg.nearClusters = spec.nearClusters;
   cfg.scale = spec.effectiveScale();
+  cfg.causal = spec.causal;
+  cfg.blockSize = spec.blockSize;
+  cfg.windowBlocks = spec.windowBlocks;
   ref::Partitions parts;
-  MUSE_TRY(bqa.download(parts.query, rs.B * rs.H * rs.N));
-  MUSE_TRY(bka.download(parts.key, rs.B * rs.Hkv * rs.M));
+  parts.levels = levels;
+  MUSE_TRY(bqa.download(parts.query, qaCount));
+  MUSE_TRY(bka.download(parts.key, kaCount));
+  if (spec.causal)
+    MUSE_TRY(bsa.download(parts.served, qaCount));
   ref::Gradients want;
   ref::RefStatus rst = ref::museBackward(cfg, rs, q, k, v, dO, dLse, &parts, want);
   if (!rst)

@@ -9,6 +9,8 @@
 
 #include "muse/params.cuh"
 
+#include "CausalLevels.h"
+
 #include <tuple>
 
 namespace muse {
@@ -34,9 +36,8 @@ Status checkGradient(const char *name, const int64_t stride[3], int64_t rows, in
 
 Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const BackwardArgs &a,
                           MuseParams &p) {
-  if (spec.causal || !plan.hasBackward())
-    return invalid("spec '" + spec.name +
-                   "' has no backward plan: the backward is implemented for acausal specs only");
+  if (!plan.hasBackward())
+    return invalid("spec '" + spec.name + "' has no backward plan (compiled by an older muse?)");
   if (!a.dO || !a.dq || !a.dk || !a.dv)
     return invalid(std::string("null pointer for ") +
                    (!a.dO ? "dO" : !a.dq ? "dq" : !a.dk ? "dk" : "dv") +
@@ -70,6 +71,14 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
   }
   f.workspace = a.workspace;
   f.workspaceBytes = a.workspaceBytes;
+  // Causal: the forward's saved partitions lie between its buffers and the
+  // backward's scratch (CausalLevels.h causalSaveBytes).
+  const int64_t save = spec.causal ? causalSaveBytes(s, spec.blockSize, spec.windowBlocks) : 0;
+  const int64_t need = plan.backwardWorkspaceBytes(s) + save;
+  if (a.workspace && a.workspaceBytes < need)
+    return invalid("backward: workspace has " + std::to_string(a.workspaceBytes) +
+                   " bytes; this call needs " + std::to_string(need) +
+                   " (Attention::backwardWorkspaceBytes)");
   if (Status st = fillParams(spec, combined, f, p); !st.ok()) {
     // fillParams names Attention::workspaceBytes; the backward needs more.
     const std::string from = "(Attention::workspaceBytes)";
@@ -77,6 +86,12 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
     if (size_t at = msg.find(from); at != std::string::npos)
       msg.replace(at, from.size(), "(Attention::backwardWorkspaceBytes)");
     return {st.code, "backward: " + msg};
+  }
+  if (spec.causal) {
+    for (float **scratch : {&p.bwd_pg, &p.bwd_dr, &p.bwd_delta, &p.bwd_dqbar})
+      if (*scratch)
+        *scratch = reinterpret_cast<float *>(reinterpret_cast<char *>(*scratch) + save);
+    bindCausalSave(s, spec.blockSize, spec.windowBlocks, a.workspace, plan.workspaceBytes(s), p);
   }
   p.dout = a.dO;
   p.dlse = a.dLse;

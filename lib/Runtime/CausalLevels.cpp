@@ -58,4 +58,20 @@ void levelView(LaunchView view, const LevelGeometry &g, const MuseParams &base,
   p.lse = nullptr;
 }
 
+int64_t causalSaveBytes(const Shape &shape, int64_t blockSize, int64_t windowBlocks) {
+  const int64_t levels = causalLevelCount(shape.N, blockSize, windowBlocks);
+  const int64_t bytes = 4 * levels * shape.N * (2 * shape.B * shape.H + shape.B * shape.Hkv);
+  return (bytes + 255) / 256 * 256; // what follows stays 256-byte aligned
+}
+
+void bindCausalSave(const Shape &shape, int64_t blockSize, int64_t windowBlocks, void *workspace,
+                    int64_t offset, MuseParams &p) {
+  const int64_t levels = causalLevelCount(shape.N, blockSize, windowBlocks);
+  int *base = reinterpret_cast<int *>(static_cast<char *>(workspace) + offset);
+  const int64_t q = levels * shape.B * shape.H * shape.N, k = levels * shape.B * shape.Hkv * shape.N;
+  p.out_query = base;
+  p.out_key = base + q;
+  p.out_served = base + q + k;
+}
+
 } // namespace muse

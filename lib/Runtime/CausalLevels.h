@@ -37,6 +37,18 @@ LevelGeometry levelGeometry(int64_t n, int64_t blockSize, int64_t windowBlocks, 
 void levelView(LaunchView view, const LevelGeometry &g, const MuseParams &base,
                const Shape &shape, int64_t valueDim, MuseParams &p, Shape &s);
 
+/// The forward's saved partitions of every level, which the causal backward
+/// restores level by level (templates/README.md "Backward (causal)"): i32
+/// [levels, B*H, N] member clusters, [levels, B*Hkv, N] key clusters and
+/// [levels, B*H, N] served clusters (the reference's Partitions layout, what
+/// causal_export writes). It lies right after the plan's forward buffers.
+int64_t causalSaveBytes(const Shape &shape, int64_t blockSize, int64_t windowBlocks);
+
+/// Points p.out_query / out_key / out_served at the save area that starts
+/// `offset` bytes into `workspace`.
+void bindCausalSave(const Shape &shape, int64_t blockSize, int64_t windowBlocks, void *workspace,
+                    int64_t offset, MuseParams &p);
+
 } // namespace muse
 
 #endif

@@ -9,6 +9,7 @@
 #include "muse/params.cuh"
 
 #include <map>
+#include <tuple>
 
 namespace muse {
 namespace {
@@ -117,7 +118,7 @@ public:
 
   bool hasBackward() const override { return compiled_->plan.hasBackward(); }
   int64_t backwardWorkspaceBytes(const Shape &shape) const override {
-    return compiled_->plan.backwardWorkspaceBytes(shape);
+    return compiled_->plan.backwardWorkspaceBytes(shape) + causalSave(shape);
   }
 
   Status backward(const BackwardArgs &args, void *stream) override {
@@ -128,25 +129,14 @@ public:
     if (Status s = makeCurrent(); !s.ok())
       return s;
     const LaunchPlan &plan = compiled_->plan;
-    for (size_t i = 0; i < plan.backwardLaunches.size(); ++i) {
-      const KernelLaunch &l = plan.backwardLaunches[i];
-      unsigned grid[3];
-      if (Status st = launchGrid(l, args.shape, grid); !st.ok())
-        return st;
-      void *kernelArgs[] = {&params};
-      CUresult r = d.cuLaunchKernel(backwardFunctions_[i], grid[0], grid[1], grid[2],
-                                    unsigned(l.block), 1, 1, unsigned(l.sharedBytes),
-                                    static_cast<CUstream>(stream), kernelArgs, nullptr);
-      if (r != CUDA_SUCCESS)
-        return d.check(r, ("cuLaunchKernel(" + l.kernel + ")").c_str());
-    }
-    return Status::success();
+    return runLaunches(plan.backwardLaunches, backwardFunctions_, params, args.shape,
+                       static_cast<CUstream>(stream));
   }
 
   const Spec &spec() const override { return compiled_->spec; }
   const LaunchPlan &plan() const override { return compiled_->plan; }
   int64_t workspaceBytes(const Shape &shape) const override {
-    return compiled_->plan.workspaceBytes(shape);
+    return compiled_->plan.workspaceBytes(shape) + causalSave(shape);
   }
 
   Status forward(const ForwardArgs &args, void *stream) override {
@@ -168,45 +158,35 @@ public:
     CUstream s = static_cast<CUstream>(stream);
     const LaunchPlan &plan = compiled_->plan;
     const Spec &spec = compiled_->spec;
-    auto run = [&](size_t i, MuseParams &p, const Shape &shape) -> Status {
-      const KernelLaunch &l = plan.launches[i];
-      unsigned grid[3];
-      if (Status st = launchGrid(l, shape, grid); !st.ok())
-        return st;
-      void *viewArgs[] = {&p};
-      CUresult r = d.cuLaunchKernel(functions_[i], grid[0], grid[1], grid[2], unsigned(l.block),
-                                    1, 1, unsigned(l.sharedBytes), s, viewArgs, nullptr);
-      if (r != CUDA_SUCCESS)
-        return d.check(r, ("cuLaunchKernel(" + l.kernel + ")").c_str());
-      return Status::success();
-    };
-    const int levels =
-        spec.causal ? causalLevelCount(args.shape.N, spec.blockSize, spec.windowBlocks) : 0;
-    for (size_t i = 0; i < plan.launches.size();) {
-      if (plan.launches[i].view == LaunchView::Full) {
-        if (Status st = run(i, params, args.shape); !st.ok())
-          return st;
-        ++i;
-        continue;
-      }
-      // A run of per-level launches: all of them at level 0, then level 1, ...
-      size_t end = i;
-      while (end < plan.launches.size() && plan.launches[end].view != LaunchView::Full)
-        ++end;
-      for (int lv = 0; lv < levels; ++lv) {
-        const LevelGeometry g = levelGeometry(args.shape.N, spec.blockSize, spec.windowBlocks, lv);
-        for (size_t j = i; j < end; ++j) {
-          MuseParams view;
-          Shape viewShape;
-          levelView(plan.launches[j].view, g, params, args.shape, spec.valueDim, view, viewShape);
-          if (Status st = run(j, view, viewShape); !st.ok())
-            return st;
-        }
-      }
-      i = end;
+    const int64_t save = causalSave(args.shape);
+    if (save > 0) {
+      // Every causal forward saves its per-level partitions after the plan's
+      // buffers for the backward (causal_export writes them there).
+      const int64_t need = plan.workspaceBytes(args.shape) + save;
+      if (args.workspaceBytes < need)
+        return {StatusCode::InvalidArgument,
+                "workspace has " + std::to_string(args.workspaceBytes) + " bytes; this call needs " +
+                    std::to_string(need) + " (Attention::workspaceBytes)"};
+      bindCausalSave(args.shape, spec.blockSize, spec.windowBlocks, args.workspace,
+                     plan.workspaceBytes(args.shape), params);
     }
-    if (spec.causal)
-      return Status::success(); // causal partitions are exported per level by the plan
+    if (Status st = runLaunches(plan.launches, functions_, params, args.shape, s); !st.ok())
+      return st;
+    if (spec.causal) {
+      // The caller's copy of the partitions, when requested.
+      const Shape &sh = args.shape;
+      const int64_t levels = causalLevelCount(sh.N, spec.blockSize, spec.windowBlocks);
+      if (args.queryAssign && levels > 0) {
+        const int64_t q = levels * sh.B * sh.H * sh.N, k = levels * sh.B * sh.Hkv * sh.N;
+        for (auto [from, to, count] :
+             {std::tuple{params.out_query, args.queryAssign, q},
+              std::tuple{params.out_key, args.keyAssign, k},
+              std::tuple{params.out_served, args.servedAssign, q}})
+          if (Status st = copyBuffer(from, to, count, s); !st.ok())
+            return st;
+      }
+      return Status::success();
+    }
     const Shape &sh = args.shape;
     if (args.queryAssign)
       if (Status st = copyBuffer(params.q_assign, args.queryAssign, sh.B * sh.H * sh.N, s);
@@ -220,6 +200,61 @@ public:
   }
 
 private:
+  /// Bytes of the causal per-level partition save (0 for acausal specs).
+  int64_t causalSave(const Shape &shape) const {
+    const Spec &spec = compiled_->spec;
+    return spec.causal ? causalSaveBytes(shape, spec.blockSize, spec.windowBlocks) : 0;
+  }
+
+  /// Runs `launches` in order on `stream`: a Full launch once on the base
+  /// params, a run of per-level launches (causal plans) all at level 0, then
+  /// all at level 1, ..., each on the view it names. One stream, plan order:
+  /// the causal backward's accumulation into dq/dk/dv relies on it.
+  Status runLaunches(const std::vector<KernelLaunch> &launches,
+                     const std::vector<CUfunction> &functions, MuseParams &params,
+                     const Shape &shape, CUstream s) {
+    CudaDriver &d = CudaDriver::get();
+    const Spec &spec = compiled_->spec;
+    auto run = [&](size_t i, MuseParams &p, const Shape &viewShape) -> Status {
+      const KernelLaunch &l = launches[i];
+      unsigned grid[3];
+      if (Status st = launchGrid(l, viewShape, grid); !st.ok())
+        return st;
+      void *viewArgs[] = {&p};
+      CUresult r = d.cuLaunchKernel(functions[i], grid[0], grid[1], grid[2], unsigned(l.block),
+                                    1, 1, unsigned(l.sharedBytes), s, viewArgs, nullptr);
+      if (r != CUDA_SUCCESS)
+        return d.check(r, ("cuLaunchKernel(" + l.kernel + ")").c_str());
+      return Status::success();
+    };
+    const int levels =
+        spec.causal ? causalLevelCount(shape.N, spec.blockSize, spec.windowBlocks) : 0;
+    for (size_t i = 0; i < launches.size();) {
+      if (launches[i].view == LaunchView::Full) {
+        if (Status st = run(i, params, shape); !st.ok())
+          return st;
+        ++i;
+        continue;
+      }
+      // A run of per-level launches: all of them at level 0, then level 1, ...
+      size_t end = i;
+      while (end < launches.size() && launches[end].view != LaunchView::Full)
+        ++end;
+      for (int lv = 0; lv < levels; ++lv) {
+        const LevelGeometry g = levelGeometry(shape.N, spec.blockSize, spec.windowBlocks, lv);
+        for (size_t j = i; j < end; ++j) {
+          MuseParams view;
+          Shape viewShape;
+          levelView(launches[j].view, g, params, shape, spec.valueDim, view, viewShape);
+          if (Status st = run(j, view, viewShape); !st.ok())
+            return st;
+        }
+      }
+      i = end;
+    }
+    return Status::success();
+  }
+
   /// The context the module lives in, made current when none is.
   Status makeCurrent() {
     CudaDriver &d = CudaDriver::get();

@@ -21,10 +21,31 @@ template <class Cfg> __device__ void backward_centroid(const MuseParams &p) {
   const HeadIndex hi(p, bh);
   const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
   const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
-  if (qcount == 0 || d >= D)
+  if (d >= D)
+    return;
+  float *stage1 = p.bwd_dqbar + ((long long)bh * CQ + i) * CK * D + d;
+  // Causal levels (served view): q_offsets / q_perm group the SERVED queries,
+  // whose dL/dr_n enter G_i, while the centroid is the mean of the segment's
+  // MEMBERS (q_counts). The share G_i / |members| is left in bwd_dqbar[i, 0]
+  // (each thread overwrites only the column it has finished reading) for
+  // backward_members, which adds it to the members' dq.
+  if (p.seg_count > 0) {
+    const int members = p.q_counts[(long long)bh * CQ + i];
+    float G = 0.f;
+    if (qcount > 0 && members > 0) {
+      for (int j = 0; j < CK; ++j)
+        G += stage1[(long long)j * D];
+      const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+      for (int t = 0; t < qcount; ++t)
+        G -= p.bwd_dr[((long long)bh * p.N + qperm[t]) * D + d];
+      G /= float(members);
+    }
+    stage1[0] = G;
+    return;
+  }
+  if (qcount == 0)
     return;
   const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
-  const float *stage1 = p.bwd_dqbar + ((long long)bh * CQ + i) * CK * D + d;
   float G = 0.f;
   for (int j = 0; j < CK; ++j)
     G += stage1[(long long)j * D];
@@ -32,7 +53,7 @@ template <class Cfg> __device__ void backward_centroid(const MuseParams &p) {
     G -= p.bwd_dr[((long long)bh * p.N + qperm[t]) * D + d];
   const float share = G / float(qcount);
   for (int t = 0; t < qcount; ++t) {
-    float *dq = p.dq + hi.b * p.dq_sb + hi.h * p.dq_sh + (long long)qperm[t] * p.dq_sn + d;
+    float *dq = p.dq + dqRow(p, hi.b, hi.h, qperm[t]) + d;
     *dq = p.scale * (*dq + share);
   }
 }

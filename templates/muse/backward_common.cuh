@@ -77,18 +77,48 @@ __device__ __forceinline__ void loadScaledQuery(const MuseParams &p, const HeadI
     x.x[a] = scaled(p, loadf<typename Cfg::T>(p.q, off + lane + 32 * a));
 }
 
+/// Flat [B*H, seq] index of query row n of head bh: the identity without a
+/// view; in a causal segment view (p.seg_count > 0) the row's position in the
+/// whole sequence, so per-position data the window kernels wrote (delta) and
+/// the forward's final lse are read where the real query lies.
+__device__ __forceinline__ long long globalRow(const MuseParams &p, int bh, long long n) {
+  if (p.seg_count == 0)
+    return (long long)bh * p.N + n;
+  const int vb = bh / p.H, h = bh - vb * p.H;
+  const int b = vb / p.seg_count, a = vb - b * p.seg_count;
+  return ((long long)b * p.H + h) * p.seq_len + (long long)a * p.seg_stride + p.seg_qbase + n;
+}
+
 /// lse of query n of head bh: the caller's copy when given, else the forward's.
+/// Causal views read run_lse, which after the forward holds the merged lse of
+/// every position (the split-KV rule: every partial is differentiated against
+/// the final lse and o, ALGORITHM.md section 5).
 __device__ __forceinline__ float rowLse(const MuseParams &p, int bh, int n) {
+  if (p.seg_count > 0)
+    return p.run_lse[globalRow(p, bh, n)];
   const long long at = (long long)bh * p.N + n;
   return p.lse ? p.lse[at] : p.row_lse[at];
 }
 
 __device__ __forceinline__ float rowDLse(const MuseParams &p, int bh, int n) {
-  return p.dlse ? p.dlse[(long long)bh * p.N + n] : 0.f;
+  return p.dlse ? p.dlse[globalRow(p, bh, n)] : 0.f;
 }
 
+/// Row offsets of dO, dq (query rows, view-aware like qRow) and dk, dv (key
+/// rows of kv head kh, view-aware like kRow).
 __device__ __forceinline__ long long doRow(const MuseParams &p, int b, int h, long long n) {
-  return b * p.do_sb + h * p.do_sh + n * p.do_sn;
+  return viewRow(p, b, n, p.do_sb, p.do_sn, p.seg_qbase) + h * p.do_sh;
+}
+__device__ __forceinline__ long long dqRow(const MuseParams &p, int b, int h, long long n) {
+  return viewRow(p, b, n, p.dq_sb, p.dq_sn, p.seg_qbase) + h * p.dq_sh;
+}
+__device__ __forceinline__ long long dkRowOff(const MuseParams &p, int kh, long long m) {
+  const int b = kh / p.Hkv;
+  return viewRow(p, b, m, p.dk_sb, p.dk_sm, 0) + (kh - b * p.Hkv) * p.dk_sh;
+}
+__device__ __forceinline__ long long dvRowOff(const MuseParams &p, int kh, long long m) {
+  const int b = kh / p.Hkv;
+  return viewRow(p, b, m, p.dv_sb, p.dv_sm, 0) + (kh - b * p.Hkv) * p.dv_sh;
 }
 
 /// Whether key cluster j is one of the near clusters of query cluster i.

@@ -42,10 +42,13 @@ template <class Cfg> __device__ void backward_keys(const MuseParams &p) {
   const int *koff = p.k_offsets + (long long)kh * (CK + 1);
   const int kstart = koff[j], kcount = koff[j + 1] - kstart;
   const int *kperm = p.k_perm + (long long)kh * p.M + kstart;
-  auto dkRow = [&](int l) { return p.dk + b * p.dk_sb + hk * p.dk_sh + (long long)l * p.dk_sm; };
-  auto dvRow = [&](int l) { return p.dv + b * p.dv_sb + hk * p.dv_sh + (long long)l * p.dv_sm; };
+  auto dkRow = [&](int l) { return p.dk + dkRowOff(p, kh, l); };
+  auto dvRow = [&](int l) { return p.dv + dvRowOff(p, kh, l); };
 
-  for (int t = warp; t < kcount; t += kBwdWarps) {
+  // Causal levels accumulate onto the window's and the lower levels' dk, dv
+  // (this block is the one writer of its keys at this level); acausal starts
+  // from zero.
+  for (int t = warp; t < kcount && p.seg_count == 0; t += kBwdWarps) {
     Lanes<D> zk;
     Lanes<DV> zv;
     zk.zero();
@@ -85,7 +88,7 @@ template <class Cfg> __device__ void backward_keys(const MuseParams &p) {
             dOn.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
             const float pn = expf(xn.dotWith(kl) - rowLse(p, bh, n));
             const float gn =
-                pn * (dOn.dotWith(vl) - p.bwd_delta[(long long)bh * p.N + n] + rowDLse(p, bh, n));
+                pn * (dOn.dotWith(vl) - p.bwd_delta[globalRow(p, bh, n)] + rowDLse(p, bh, n));
             dk.axpy(gn, xn);
             dv.axpy(pn, dOn);
           }

@@ -13,6 +13,8 @@
 // Writes dq_n = dL/dx_n (unscaled and without the centroid term; the centroid
 // kernel finishes it), bwd_dr_n = dL/dr_n, bwd_delta_n and (P_nj, g_nj) for
 // the key kernel. Grid (ceil(N / kBwdWarps), B*H), block kBwdThreads.
+// Causal levels run it on the served view: cluster from `served`, delta and
+// lse of the whole sequence, dq += scale * dL/dx_n (templates/README.md).
 //
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_BACKWARD_ROWS_CUH
@@ -31,7 +33,12 @@ template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
   if (n >= p.N)
     return; // whole warps leave: no block-wide synchronisation below
   const HeadIndex hi(p, bh);
-  const int i = p.q_assign[(long long)bh * p.N + n];
+  // Causal levels (served view): the query's cluster is the segment cluster
+  // that serves it, -1 past the end of the sequence.
+  const bool causal = p.seg_count > 0;
+  const int i = causal ? p.served[(long long)bh * p.N + n] : p.q_assign[(long long)bh * p.N + n];
+  if (i < 0)
+    return;
   const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
   const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
   const int *kperm = p.k_perm + (long long)hi.kh * p.M;
@@ -44,9 +51,14 @@ template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
   for (int a = 0; a < Lanes<D>::K; ++a)
     r.x[a] = x.x[a] - c.x[a];
   dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
-  Lanes<DV> o;
-  o.loadF(p.o + oRow(p, hi.b, hi.h, n), lane);
-  const float delta = dO.dotWith(o);
+  float delta;
+  if (causal) {
+    delta = p.bwd_delta[globalRow(p, bh, n)]; // dO . o of the merged o (window kernel)
+  } else {
+    Lanes<DV> o;
+    o.loadF(p.o + oRow(p, hi.b, hi.h, n), lane);
+    delta = dO.dotWith(o);
+  }
   const float lse = rowLse(p, bh, n), dl = rowDLse(p, bh, n);
   dr.zero();
   dx.zero();
@@ -110,9 +122,19 @@ template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
 #pragma unroll
   for (int a = 0; a < Lanes<D>::K; ++a)
     dx.x[a] += dr.x[a];
-  dx.store(p.dq + hi.b * p.dq_sb + hi.h * p.dq_sh + (long long)n * p.dq_sn, lane);
+  float *dqn = p.dq + dqRow(p, hi.b, hi.h, n);
+  if (causal) {
+    // dq already holds the window's and the lower levels' parts: this launch
+    // is the one writer of the rows it serves at this level.
+    Lanes<D> old;
+    old.loadF(dqn, lane);
+    old.axpy(p.scale, dx);
+    old.store(dqn, lane);
+  } else {
+    dx.store(dqn, lane);
+  }
   dr.store(p.bwd_dr + ((long long)bh * p.N + n) * D, lane);
-  if (lane == 0)
+  if (lane == 0 && !causal)
     p.bwd_delta[(long long)bh * p.N + n] = delta;
 }
 

@@ -35,7 +35,7 @@ __device__ __forceinline__ bool servedAt(int t, int level, int &a, int &n) {
 template <class Cfg> __device__ void served_assign(const MuseParams &p) {
   constexpr int C = Cfg::CQ, D = Cfg::D;
   constexpr int TC = cmin(floorPow2(C), (16 * 1024) / (D * 4));
-  __shared__ float tile[TC][D];
+  __shared__ __align__(16) float tile[TC][D];
   __shared__ int tileCount[TC];
 
   const int bh = blockIdx.y; // view head (b*seg_count + a)*H + h
@@ -46,12 +46,19 @@ template <class Cfg> __device__ void served_assign(const MuseParams &p) {
   const bool live = n < p.N && pos < p.seq_len;
   const int ceff = cmin(C, p.N);
 
+  // x stays in registers: every index below is a compile-time constant (a
+  // partly unrolled d loop would put x in local memory, 10x slower).
   float x[D];
   {
     const long long r = qRow(p, vb, h, live ? n : 0);
 #pragma unroll
-    for (int d = 0; d < D; ++d)
-      x[d] = live ? scaled(p, loadf<typename Cfg::T>(p.q, r + d)) : 0.f;
+    for (int d0 = 0; d0 < D; d0 += 8) {
+      float v8[8];
+      load8<typename Cfg::T>(p.q, r + d0, v8);
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        x[d0 + e] = live ? scaled(p, v8[e]) : 0.f;
+    }
   }
   const float *cent = p.q_centroids + (long long)bh * C * D;
   const int *counts = p.q_counts + (long long)bh * C;
@@ -69,9 +76,17 @@ template <class Cfg> __device__ void served_assign(const MuseParams &p) {
       if (tileCount[c] == 0)
         continue; // an empty centroid serves nobody
       float dist = 0.f;
-#pragma unroll 16
-      for (int d = 0; d < D; ++d) {
-        const float u = x[d] - tile[c][d];
+      const float4 *row = reinterpret_cast<const float4 *>(tile[c]);
+#pragma unroll
+      for (int d4 = 0; d4 < D / 4; ++d4) { // the same sequential sum, 16-byte broadcasts
+        const float4 cv = row[d4];
+        float u = x[4 * d4] - cv.x;
+        dist = fmaf(u, u, dist);
+        u = x[4 * d4 + 1] - cv.y;
+        dist = fmaf(u, u, dist);
+        u = x[4 * d4 + 2] - cv.z;
+        dist = fmaf(u, u, dist);
+        u = x[4 * d4 + 3] - cv.w;
         dist = fmaf(u, u, dist);
       }
       if (bestC < 0 || dist < best) { // strict: ties keep the lowest index
@@ -161,30 +176,38 @@ template <class Cfg> __device__ void served_sort(const MuseParams &p) {
 /// the level serves merges the level's partial (part_o; the far field's
 /// row_lse of the served view) into o and run_lse, in level order:
 /// o = (e^{lse - m} o + e^{lse_p - m} o_p) / (e^{lse - m} + e^{lse_p - m}).
+/// One warp per query row (the block's 128 rows in turn), lanes over the
+/// channels, so o and part_o are read and written in whole 128-byte lines.
 template <class Cfg> __device__ void causal_merge(const MuseParams &p) {
   constexpr int DV = Cfg::DV, S = Cfg::BLOCK_SIZE, W = Cfg::WINDOW_BLOCKS;
-  const int t = blockIdx.x * 128 + threadIdx.x, bh = blockIdx.y;
-  int a, n;
-  if (t >= p.N || !servedAt<S, W>(t, p.seg_level, a, n))
-    return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, bh = blockIdx.y;
   const HeadIndex hi(p, bh);
   const int segLen = S << p.seg_level;
-  const long long vh = ((long long)hi.b * p.level_segs + a) * p.H + hi.h;
-  const float lseP = p.row_lse[vh * segLen + n];
-  const long long at = (long long)bh * p.N + t;
-  const float lse = p.run_lse[at];
-  if (lseP == -kInf())
-    return;
-  const float m = fmaxf(lse, lseP);
-  const float wa = expf(lse - m), wb = expf(lseP - m), z = wa + wb;
-  float *o = p.o + oRow(p, hi.b, hi.h, t);
-  const float *op = p.part_o + at * DV;
-  for (int c = 0; c < DV; ++c)
-    o[c] = (wa * o[c] + wb * op[c]) / z;
-  const float total = m + logf(z);
-  p.run_lse[at] = total;
-  if (p.lse)
-    p.lse[at] = total;
+  for (int r = warp; r < 128; r += 4) {
+    const int t = blockIdx.x * 128 + r;
+    int a, n;
+    if (t >= p.N || !servedAt<S, W>(t, p.seg_level, a, n))
+      continue; // uniform over the warp
+    const long long vh = ((long long)hi.b * p.level_segs + a) * p.H + hi.h;
+    const float lseP = p.row_lse[vh * segLen + n];
+    const long long at = (long long)bh * p.N + t;
+    const float lse = p.run_lse[at];
+    if (lseP == -kInf())
+      continue;
+    const float m = fmaxf(lse, lseP);
+    const float wa = expf(lse - m), wb = expf(lseP - m), z = wa + wb;
+    float *o = p.o + oRow(p, hi.b, hi.h, t);
+    const float *op = p.part_o + at * DV;
+    for (int c = lane; c < DV; c += 32)
+      o[c] = (wa * o[c] + wb * op[c]) / z;
+    __syncwarp(); // every lane has read run_lse before lane 0 rewrites it
+    if (lane == 0) {
+      const float total = m + logf(z);
+      p.run_lse[at] = total;
+      if (p.lse)
+        p.lse[at] = total;
+    }
+  }
 }
 
 /// Grid (ceil(N/256), B*H), block 256, per-level (real shape): the level's

@@ -11,6 +11,7 @@
 #ifndef MUSE_TEMPLATES_CAUSAL_WINDOW_CUH
 #define MUSE_TEMPLATES_CAUSAL_WINDOW_CUH
 
+#include "muse/causal_window_mma.cuh"
 #include "muse/common.cuh"
 
 namespace muse {
@@ -24,8 +25,8 @@ template <class Cfg> struct WindowTiles {
   static_assert(bytes <= kSharedBudget, "window tiles exceed 48 KB of shared memory");
 };
 
-/// Grid (ceil(N/BQ), B*H), block THREADS.
-template <class Cfg> __device__ void causal_window(const MuseParams &p) {
+/// The fp32 path (f32 inputs, or shapes the tensor-core path does not take).
+template <class Cfg> __device__ void causal_window_fp32(const MuseParams &p) {
   using Tl = WindowTiles<Cfg>;
   constexpr int D = Cfg::D, DV = Cfg::DV, THREADS = Cfg::THREADS, S = Cfg::BLOCK_SIZE,
                 W = Cfg::WINDOW_BLOCKS;
@@ -128,6 +129,15 @@ template <class Cfg> __device__ void causal_window(const MuseParams &p) {
     if (p.lse)
       p.lse[at] = lse;
   }
+}
+
+/// Grid (ceil(N/BQ), B*H), block THREADS: 16-bit inputs on the tensor cores
+/// (causal_window_mma.cuh), f32 inputs exactly in fp32.
+template <class Cfg> __device__ void causal_window(const MuseParams &p) {
+  if constexpr (WindowMmaTiles<Cfg>::usable)
+    causal_window_mma<Cfg>(p);
+  else
+    causal_window_fp32<Cfg>(p);
 }
 
 } // namespace muse

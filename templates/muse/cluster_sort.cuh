@@ -5,6 +5,13 @@
 // point index inside each cluster), so that every later stage walks a
 // cluster's members in a fixed order and the results are deterministic.
 //
+// W warps each own a contiguous segment of the points. Pass 1: every warp
+// counts its segment per cluster (its own row of shared counters, no
+// atomics). Scan: cluster a starts at offset(a) and, inside it, segment w
+// after segments 0..w-1, so each row becomes that warp's write cursors. Pass 2:
+// every warp scatters its segment in 32-point steps (lanes of equal cluster
+// rank by lane = point order). No block barrier inside either pass.
+//
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_CLUSTER_SORT_CUH
 #define MUSE_TEMPLATES_CLUSTER_SORT_CUH
@@ -21,7 +28,10 @@ template <class Cfg, Side S> __device__ void cluster_sort(const MuseParams &p) {
   constexpr int C = V::C;
   constexpr int kWarps = kSortThreads / 32;
   static_assert(C <= kSortThreads, "cluster_sort scans at most 1024 clusters");
-  __shared__ int cursor[C];
+  // Segments: as many as the per-warp cursor rows allow in 40 KB (32 at C <= 320).
+  constexpr int W = cmin(kWarps, floorPow2((40 * 1024) / (4 * C)));
+  constexpr int kStep = 4; // 32-point windows whose assignments are loaded together
+  __shared__ int cur[W][C];
   __shared__ int warpTotal[kWarps];
 
   V sv(p);
@@ -29,16 +39,38 @@ template <class Cfg, Side S> __device__ void cluster_sort(const MuseParams &p) {
   const int n = sv.count();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int *assign = sv.assign() + (long long)head * n;
+  const int seg = cdiv(cdiv(n, W), 32) * 32; // points a segment, whole windows
+  const int lo = warp * seg, hi = cmin(n, lo + seg);
+  const unsigned lowerLanes = (1u << lane) - 1u;
 
-  for (int c = tid; c < C; c += kSortThreads)
-    cursor[c] = 0;
-  __syncthreads();
-  for (int i = tid; i < n; i += kSortThreads)
-    atomicAdd(&cursor[assign[i]], 1); // integer: order does not matter
+  for (int e = tid; e < W * C; e += kSortThreads)
+    (&cur[0][0])[e] = 0;
   __syncthreads();
 
-  // Exclusive scan of the counts, one cluster per thread.
-  const int cnt = tid < C ? cursor[tid] : 0;
+  // Pass 1: per-segment counts (the leader of each equal-cluster lane group adds).
+  if (warp < W)
+    for (int base = lo; base < hi; base += 32 * kStep) {
+      int a[kStep];
+#pragma unroll
+      for (int s = 0; s < kStep; ++s) {
+        const int i = base + 32 * s + lane;
+        a[s] = i < hi ? assign[i] : -1;
+      }
+#pragma unroll
+      for (int s = 0; s < kStep; ++s) {
+        const unsigned same = __match_any_sync(0xffffffffu, a[s]);
+        if (a[s] >= 0 && (same & lowerLanes) == 0)
+          cur[warp][a[s]] += __popc(same);
+        __syncwarp();
+      }
+    }
+  __syncthreads();
+
+  // Counts, exclusive scan over clusters (one cluster per thread).
+  int cnt = 0;
+  if (tid < C)
+    for (int w = 0; w < W; ++w)
+      cnt += cur[w][tid];
   int incl = cnt;
 #pragma unroll
   for (int s = 1; s < 32; s <<= 1) {
@@ -65,36 +97,40 @@ template <class Cfg, Side S> __device__ void cluster_sort(const MuseParams &p) {
   if (tid < C) {
     offsets[tid] = excl;
     sv.counts()[(long long)head * C + tid] = cnt;
-    cursor[tid] = excl;
+    int run = excl; // segment w's members of this cluster follow segments 0..w-1
+    for (int w = 0; w < W; ++w) {
+      const int t = cur[w][tid];
+      cur[w][tid] = run;
+      run += t;
+    }
   }
   if (tid == 0)
     offsets[C] = n;
   __syncthreads();
 
-  // Stable scatter: chunks of 1024 points; warps claim their slots in warp
-  // order, and lanes with equal clusters rank by lane (= point) order.
+  // Pass 2: stable scatter of each segment through its own cursors.
   int *perm = sv.perm() + (long long)head * n;
-  const unsigned lowerLanes = (1u << lane) - 1u;
-  for (int base = 0; base < n; base += kSortThreads) {
-    const int i = base + tid;
-    const int a = i < n ? assign[i] : -1;
-    const unsigned same = __match_any_sync(0xffffffffu, a);
-    const int rank = __popc(same & lowerLanes);
-    const bool leader = rank == 0;
-    const int activeWarps = cmin(kWarps, cdiv(n - base, 32));
-    for (int w = 0; w < activeWarps; ++w) {
-      if (warp == w) {
-        const int slot = a >= 0 ? cursor[a] + rank : 0;
-        __syncwarp();
-        if (a >= 0) {
-          perm[slot] = i;
-          if (leader)
-            cursor[a] += __popc(same);
-        }
+  if (warp < W)
+    for (int base = lo; base < hi; base += 32 * kStep) {
+      int a[kStep];
+#pragma unroll
+      for (int s = 0; s < kStep; ++s) {
+        const int i = base + 32 * s + lane;
+        a[s] = i < hi ? assign[i] : -1;
       }
-      __syncthreads();
+#pragma unroll
+      for (int s = 0; s < kStep; ++s) {
+        const unsigned same = __match_any_sync(0xffffffffu, a[s]);
+        const int rank = __popc(same & lowerLanes);
+        if (a[s] >= 0) {
+          perm[cur[warp][a[s]] + rank] = base + 32 * s + lane;
+          __syncwarp(same); // every lane of the group has read the cursor
+          if (rank == 0)
+            cur[warp][a[s]] += __popc(same);
+        }
+        __syncwarp();
+      }
     }
-  }
 }
 
 } // namespace muse

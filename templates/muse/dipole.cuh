@@ -194,50 +194,83 @@ template <class Cfg> __device__ void dipoleExact(const MuseParams &p) {
   }
 }
 
-/// Tiles of the tensor-core path (16-bit inputs): warp u < DV/16 owns value
-/// rows 16u..16u+15 of Sigma_ij and the same 16 output columns of every query
-/// of the tile, so Sigma's accumulator fragments are directly the B fragments
-/// of the apply product (no round trip through shared memory).
+/// Tiles of the tensor-core path (16-bit inputs). The block's W warps hold
+/// QC = 16 MQ W queries of cluster i in registers (warp w: MQ m16 tiles of
+/// rows, their residuals as A fragments and their output columns as fp32
+/// accumulators) for the whole sweep over the key clusters, so each Sigma_ij
+/// is formed once per query chunk and applied to all of its queries. Sigma is
+/// formed DVT value rows at a time (a pass), the warps splitting the DVT x D
+/// tile WA x WD; keys stream through a double buffer of LK rows.
 template <class Cfg> struct DipoleMmaTiles {
-  static constexpr int D = Cfg::D, DV = Cfg::DV, W = Cfg::THREADS / 32, UNITS = DV / 16;
-  static constexpr bool kEnabled = TensorCoreType<typename Cfg::T>::value && W >= UNITS;
-  __host__ __device__ static constexpr int bytes(int bq, int lk) {
-    return 2 * (bq * (D + 8) + lk * (D + 8) + lk * (DV + 8)) + 4 * (3 * bq + 2 * D + DV + lk) + Cfg::CK + 64;
+  static constexpr int D = Cfg::D, DV = Cfg::DV, CK = Cfg::CK, W = Cfg::THREADS / 32;
+  static constexpr int JG = 8; // key clusters per logit tile (one n8 MMA tile)
+  // Value rows of Sigma per pass: at most 32 fp32 accumulators of Sigma per lane.
+  static constexpr int DVT = cmin(DV, cmax(16, floorPow2(cmax(1, 1024 * W / D))));
+  // Warp grid of the Sigma tile: WA value-row groups x W/WA key-column groups,
+  // each at least 16 wide, the pair that loads the fewest fragments per k step.
+  __host__ __device__ static constexpr bool waOk(int wa) {
+    return wa <= W && W % wa == 0 && DVT / wa >= 16 && DVT % (16 * wa) == 0 && D / (W / wa) >= 16 &&
+           D % (16 * (W / wa)) == 0;
   }
-  // Keys per chunk: 64, halved (to 16) before the query tile (128 = 64
-  // accumulator registers per lane) is halved, until 48 KB fit.
-  __host__ __device__ static constexpr int fitLK(int bq, int lk) {
-    return bytes(bq, lk) <= kSharedBudget ? lk : lk > 16 ? fitLK(bq, lk / 2) : lk;
+  __host__ __device__ static constexpr int waCost(int wa) { return DVT / wa + D * wa / W; }
+  __host__ __device__ static constexpr int bestWA(int wa, int best) {
+    return wa > W ? best : bestWA(2 * wa, waOk(wa) && (!waOk(best) || waCost(wa) < waCost(best)) ? wa : best);
   }
-  __host__ __device__ static constexpr int fitBQ(int bq) {
-    return bytes(bq, fitLK(bq, 64)) <= kSharedBudget || bq <= 16 ? bq : fitBQ(bq / 2);
+  static constexpr int WA = bestWA(1, 1);
+  // m16 query tiles per warp: about 96 registers of output and residual
+  // fragments, at most two (more spill next to Sigma's accumulators).
+  static constexpr int MQ = cmin(2, cmax(1, 96 / (DVT / 2 + D / 4)));
+  static constexpr int QC = 16 * MQ * W;
+  __host__ __device__ static constexpr int bytes(int lk) {
+    return 2 * DVT * (D + 8) + 2 * 2 * lk * ((D + 8) + (DVT + 8)) +
+           4 * (JG * (D + 8) + JG * DVT + D + CK + 2 * QC + CK + 1) + CK;
   }
-  static constexpr int BQ = fitBQ(128);
-  static constexpr int LK = fitLK(BQ, 64);
+  // Keys per chunk: 64, less in steps of 16 until 48 KB fit.
+  __host__ __device__ static constexpr int fitLK(int lk) {
+    return bytes(lk) <= kSharedBudget || lk <= 16 ? lk : fitLK(lk - 16);
+  }
+  static constexpr int LK = fitLK(64);
+  static constexpr bool kEnabled = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 && DV % 16 == 0 &&
+                                   D <= 128 && DV % DVT == 0 && waOk(WA) && bytes(LK) <= kSharedBudget;
 };
 
-/// 16-bit path, Grid (CQ, B*H), block THREADS. Per query tile of cluster i and
-/// far key cluster j: the centred, weighted keys and values of j pass through
-/// shared memory in chunks of LK keys; Sigma_ij = Vc^T Kc on the tensor cores
-/// (fp32 accumulators); then Y += diag(p_j) R Sigma_ij^T on the tensor cores,
-/// Y accumulating over j in registers, added to o once per tile. The residuals
-/// r_n are rounded to T (the dipole term is a correction; the logits of p_nj
-/// are formed from the same rounded r_n in fp32).
+/// 16-bit path, Grid (CQ, B*H), block THREADS. For each chunk of QC queries
+/// of cluster i and each pass of DVT value rows:
+///  - the residuals r_n (rounded to T, as far_field's hi part) become A
+///    fragments held in registers for the whole sweep;
+///  - per tile of JG key clusters, the logits s_nj = lnmass_ij + r_n . kbar_ij
+///    of all the chunk's queries come from one MMA (kbar split into T hi + lo,
+///    fp32 accumulators) and p_nj = e^{s_nj - lse_n} stays in registers;
+///  - the keys and values of each far cluster j stream through a cp.async
+///    double buffer (the next chunk's gather is in flight while this one is
+///    centred, weighted and multiplied); Sigma_ij = Vc^T Kc on the tensor cores
+///    with fp32 accumulators, then stored once in shared memory as T;
+///  - every warp applies it to its own queries: Z = R Sigma^T (MMA), then
+///    Y += p_nj Z in fp32; Y is added to o once per chunk and pass.
+/// Barriers: two per key chunk, one per cluster, two per logit tile.
 template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
   using Tl = DipoleMmaTiles<Cfg>;
-  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
-  constexpr int E = Cfg::NEAR, BQ = Tl::BQ, LK = Tl::LK, F = 1 + D + DV, UNITS = Tl::UNITS;
-  constexpr int DS = D / 8, VS = DV / 8; // 8-element segments of a key, of a value
   using T = typename Cfg::T;
-  static_assert(D % 16 == 0 && DV % 16 == 0 && BQ % 16 == 0 && LK % 16 == 0, "tensor-core tiles are 16 wide");
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
+  constexpr int E = Cfg::NEAR, F = 1 + D + DV, JG = Tl::JG, DVT = Tl::DVT;
+  constexpr int W = Tl::W, WA = Tl::WA, WD = W / WA, MA = DVT / WA, ND = D / WD;
+  constexpr int MQ = Tl::MQ, QC = Tl::QC, LK = Tl::LK;
+  constexpr int KD = D / 16, NT = DVT / 8, DS = D / 8, VST = DVT / 8, SPR = DS + VST;
+  constexpr int NI = cdiv(LK * SPR, THREADS); // 16-byte copies per thread per chunk
+  constexpr int LDK = D + 8, LDV = DVT + 8;   // padded rows: conflict-free fragments
+  static_assert(LK % 16 == 0 && (LK * DS) % 32 == 0, "key chunks are whole k16 steps and warps");
 
-  __shared__ __align__(16) T rs[BQ][D + 8];  // r_n, padded rows: conflict-free fragments
-  __shared__ __align__(16) T ks[LK][D + 8];  // k_l - kbar
-  __shared__ __align__(16) T vs[LK][DV + 8]; // (w_l / Z)(v_l - vbar)
-  __shared__ float prob[BQ], lse[BQ];
-  __shared__ int qidx[BQ];
-  __shared__ float cen[D], kbar[D], vbar[DV], wk[LK];
-  __shared__ unsigned char isNear[CK];
+  __shared__ __align__(16) T sig[DVT][LDK];     // Sigma_ij, value rows a0.. of the pass
+  __shared__ __align__(16) T kst[2][LK][LDK];   // keys, then k_l - kbar_ij
+  __shared__ __align__(16) T vst[2][LK][LDV];   // values, then (w_l / Z)(v_l - vbar_ij)
+  __shared__ __align__(16) float kbg[JG][D + 8]; // kbar of the logit tile's clusters
+  __shared__ float vbg[JG][DVT];                // vbar (the pass's rows)
+  __shared__ float cen[D];
+  __shared__ float lnmS[CK];
+  __shared__ float lseS[QC];
+  __shared__ int qidxS[QC];
+  __shared__ int koffS[CK + 1];
+  __shared__ unsigned char farS[CK]; // non-empty and not near
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int i = blockIdx.x, bh = blockIdx.y;
@@ -250,195 +283,326 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
   const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
   const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
   const int *kperm = p.k_perm + (long long)hi.kh * p.M;
+  const T *kg = static_cast<const T *>(p.k);
+  const T *vg = static_cast<const T *>(p.v);
+  // Without a segment view a key row is base + m * stride: no division per gathered row.
+  const bool flat = p.seg_count == 0;
+  const long long kbase = kRow(p, hi.kh, 0), vbase = vRow(p, hi.kh, 0);
 
   for (int d = tid; d < D; d += THREADS)
     cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
-  for (int j = tid; j < CK; j += THREADS)
-    isNear[j] = 0;
+  for (int j = tid; j <= CK; j += THREADS)
+    koffS[j] = koff[j];
+  for (int j = tid; j < CK; j += THREADS) {
+    const float lnm = sum_i[(long long)j * F];
+    lnmS[j] = lnm;
+    farS[j] = lnm != -kInf() && koff[j + 1] > koff[j];
+  }
   __syncthreads();
   if constexpr (E > 0) {
     const int *nl = p.near + ((long long)bh * CQ + i) * E;
     for (int e = tid; e < E; e += THREADS) {
       const int j = nl[e];
       if (j >= 0)
-        isNear[j] = 1;
-    }
-  }
-
-  const int u = warp; // value rows 16u..16u+15 (warps >= UNITS only load)
-  for (int n0 = 0; n0 < qcount; n0 += BQ) {
-    const int tq = cmin(BQ, qcount - n0);
-    __syncthreads(); // the previous query tile is done with rs, qidx, lse
-    for (int r = tid; r < BQ; r += THREADS) {
-      const int n = r < tq ? qperm[n0 + r] : -1;
-      qidx[r] = n;
-      lse[r] = r < tq ? p.row_lse[(long long)bh * p.N + n] : 0.f;
+        farS[j] = 0;
     }
     __syncthreads();
-    for (int e = tid; e < BQ * DS; e += THREADS) {
-      const int r = e / DS, sg = e - r * DS;
-      float x[8] = {};
-      if (r < tq) {
-        load8<T>(p.q, qRow(p, hi.b, hi.h, qidx[r]) + 8 * sg, x);
-#pragma unroll
-        for (int c = 0; c < 8; ++c)
-          x[c] = __fsub_rn(scaled(p, x[c]), cen[8 * sg + c]);
-      }
-      uint4 pk;
-      pk.x = pack2<T>(x[0], x[1]);
-      pk.y = pack2<T>(x[2], x[3]);
-      pk.z = pack2<T>(x[4], x[5]);
-      pk.w = pack2<T>(x[6], x[7]);
-      *reinterpret_cast<uint4 *>(&rs[r][8 * sg]) = pk;
+  }
+  // The key stream: (cluster j, first key l0) of each chunk; j = CK ends it.
+  auto nextFar = [&](int j) {
+    while (j < CK && !farS[j])
+      ++j;
+    return j;
+  };
+  const int jFirst = nextFar(0);
+  if (jFirst >= CK)
+    return; // no far cluster: nothing to add (uniform over the block)
+  auto advance = [&](int &j, int &l0) {
+    l0 += LK;
+    if (l0 >= koffS[j + 1] - koffS[j]) {
+      l0 = 0;
+      j = nextFar(j + 1);
     }
+  };
+  auto loadIdx = [&](int j, int l0, int (&idx)[NI]) {
+    const int kstart = koffS[j], tk = cmin(LK, koffS[j + 1] - kstart - l0);
+#pragma unroll
+    for (int s = 0; s < NI; ++s) {
+      const int e = tid + s * THREADS, l = e / SPR;
+      idx[s] = e < LK * SPR && l < tk ? kperm[kstart + l0 + l] : 0;
+    }
+  };
+  const int wa = warp / WD, wd = warp % WD;
 
-    float y[BQ / 16][2][4] = {};
-    for (int j = 0; j < CK; ++j) {
-      const float lnm = sum_i[(long long)j * F];
-      if (lnm == -kInf() || isNear[j])
-        continue; // uniform over the block: empty or exact
-      __syncthreads(); // the previous pair is done with kbar, vbar, prob, ks, vs
-      for (int d = tid; d < D; d += THREADS)
-        kbar[d] = sum_i[(long long)j * F + 1 + d];
-      for (int a = tid; a < DV; a += THREADS)
-        vbar[a] = sum_i[(long long)j * F + 1 + D + a];
-      __syncthreads();
-      for (int r = tid; r < BQ; r += THREADS) {
-        float s = 0.f;
-#pragma unroll 8
-        for (int d = 0; d < D; d += 2) {
-          const float2 rr = unpack2<T>(lds32(&rs[r][d]));
-          s = fmaf(rr.x, kbar[d], s);
-          s = fmaf(rr.y, kbar[d + 1], s);
-        }
-        prob[r] = r < tq ? expf(lnm + s - lse[r]) : 0.f;
+  for (int n0 = 0; n0 < qcount; n0 += QC) {
+    const int tq = cmin(QC, qcount - n0);
+    __syncthreads(); // the previous chunk is written out
+    for (int r = tid; r < QC; r += THREADS) {
+      const int n = r < tq ? qperm[n0 + r] : -1;
+      qidxS[r] = n;
+      lseS[r] = r < tq ? p.row_lse[(long long)bh * p.N + n] : 0.f;
+    }
+    __syncthreads();
+    // A fragments of r = x - qbar_i, rounded to T (a_{rr + 2h}: row g + 8 rr, columns 16 kd + 2 t4 + 8 h).
+    unsigned ra[MQ][KD][4];
+#pragma unroll
+    for (int m = 0; m < MQ; ++m)
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const int row = (warp * MQ + m) * 16 + g + 8 * rr;
+        const bool live = row < tq;
+        const T *qr = static_cast<const T *>(p.q) + qRow(p, hi.b, hi.h, live ? qidxS[row] : 0);
+#pragma unroll
+        for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int col = 16 * kd + 2 * t4 + 8 * h;
+            float a = 0.f, b = 0.f;
+            if (live) {
+              const float2 v = unpack2<T>(ldPair<T>(qr + col));
+              a = __fsub_rn(scaled(p, v.x), cen[col]);
+              b = __fsub_rn(scaled(p, v.y), cen[col + 1]);
+            }
+            ra[m][kd][rr + 2 * h] = pack2<T>(a, b);
+          }
       }
+    const bool warpLive = warp * MQ * 16 < tq;
 
-      float sg[D / 8][4] = {};
-      const int kstart = koff[j], kcount = koff[j + 1] - kstart;
-      for (int l0 = 0; l0 < kcount; l0 += LK) {
-        const int tk = cmin(LK, kcount - l0);
-        __syncthreads(); // the previous chunk is no longer read
-        // Keys: DS threads per key (contiguous lanes); w_l / Z from a shuffle-reduced dot.
-        for (int e0 = 0; e0 < LK * DS; e0 += THREADS) {
-          const int e = e0 + tid, l = e / DS, sgm = e - l * DS;
-          const bool live = e < LK * DS && l < tk;
-          float kv[8] = {};
-          if (live)
-            load8<T>(p.k, kRow(p, hi.kh, kperm[kstart + l0 + l]) + 8 * sgm, kv);
+    for (int a0 = 0; a0 < DV; a0 += DVT) {
+      // Gathers chunk (j, l0) into buffer buf: cp.async where 16-byte aligned,
+      // zero rows past the cluster's end.
+      auto issue = [&](int j, int l0, int buf, const int (&idx)[NI]) {
+        const int tk = cmin(LK, koffS[j + 1] - koffS[j] - l0);
+#pragma unroll
+        for (int s = 0; s < NI; ++s) {
+          const int e = tid + s * THREADS, l = e / SPR, sg = e - l * SPR;
+          if (e >= LK * SPR)
+            continue;
+          T *dst = sg < DS ? &kst[buf][l][8 * sg] : &vst[buf][l][8 * (sg - DS)];
+          if (l >= tk) {
+            *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+            continue;
+          }
+          const T *src = sg < DS ? kg + (flat ? kbase + idx[s] * p.k_sm : kRow(p, hi.kh, idx[s])) + 8 * sg
+                                 : vg + (flat ? vbase + idx[s] * p.v_sm : vRow(p, hi.kh, idx[s])) + a0 +
+                                       8 * (sg - DS);
+          if ((reinterpret_cast<unsigned long long>(src) & 15ull) == 0) {
+            cpAsync16(dst, src);
+          } else {
+#pragma unroll
+            for (int c = 0; c < 8; ++c)
+              dst[c] = src[c];
+          }
+        }
+        cpAsyncCommit();
+      };
+
+      float y[MQ][NT][4] = {};
+      float acc[MA / 16][ND / 8][4] = {};
+      float pr[MQ][4] = {}; // p_nj: rows g, g+8; clusters jt + 2 t4, +1
+      int jt = -1;          // first cluster of the logit tile in kbg
+      int idx[NI];
+      int cj = jFirst, cl = 0; // chunk being processed
+      loadIdx(cj, cl, idx);
+      issue(cj, cl, 0, idx);
+      int nj = cj, nl = cl; // the chunk after it
+      advance(nj, nl);
+      if (nj < CK)
+        loadIdx(nj, nl, idx);
+
+      for (int c = 0; cj < CK; ++c) {
+        const int buf = c & 1;
+        cpAsyncWaitAll();
+        __syncthreads(); // chunk c has landed; every warp is done with chunk c-1 and sig
+        if (cj / JG * JG != jt) {
+          // New logit tile: kbar, vbar of JG clusters, then p_nj of all of them.
+          jt = cj / JG * JG;
+          for (int e = tid; e < JG * D; e += THREADS) {
+            const int r = e / D, d = e - r * D;
+            kbg[r][d] = jt + r < CK ? sum_i[(long long)(jt + r) * F + 1 + d] : 0.f;
+          }
+          for (int e = tid; e < JG * DVT; e += THREADS) {
+            const int r = e / DVT, a = e - r * DVT;
+            vbg[r][a] = jt + r < CK ? sum_i[(long long)(jt + r) * F + 1 + D + a0 + a] : 0.f;
+          }
+          __syncthreads();
+          float sl[MQ][4] = {};
+#pragma unroll
+          for (int kd = 0; kd < KD; ++kd) {
+            const float2 f0 = *reinterpret_cast<const float2 *>(&kbg[g][16 * kd + 2 * t4]);
+            const float2 f1 = *reinterpret_cast<const float2 *>(&kbg[g][16 * kd + 8 + 2 * t4]);
+            unsigned h0, l0, h1, l1;
+            split2<T>(f0.x, f0.y, h0, l0);
+            split2<T>(f1.x, f1.y, h1, l1);
+#pragma unroll
+            for (int m = 0; m < MQ; ++m) {
+              mma16816<T>(sl[m], ra[m][kd], h0, h1);
+              mma16816<T>(sl[m], ra[m][kd], l0, l1);
+            }
+          }
+#pragma unroll
+          for (int m = 0; m < MQ; ++m)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const int row = (warp * MQ + m) * 16 + g + 8 * (q >> 1), j = jt + 2 * t4 + (q & 1);
+              pr[m][q] = row < tq && j < CK && farS[j] ? expf(lnmS[j] + sl[m][q] - lseS[row]) : 0.f;
+            }
+        }
+        int mj = nj, ml = nl; // the chunk after next
+        if (nj < CK) {
+          issue(nj, nl, buf ^ 1, idx); // overlaps everything below
+          advance(mj, ml);
+          if (mj < CK)
+            loadIdx(mj, ml, idx); // consumed by the next iteration's issue
+        }
+
+        // Centre and weight chunk c in place: DS threads per key (contiguous
+        // lanes), w_l / Z = e^{qbar . k_l - lnmass} from a shuffle-reduced dot.
+        const int kcount = koffS[cj + 1] - koffS[cj], tk = cmin(LK, kcount - cl), jj = cj - jt;
+        const float lnm = lnmS[cj];
+        // A thread always takes the same 8-column segment (THREADS is a multiple of DS).
+        const int sg = tid % DS;
+        float cen8[8], kb8[8];
+#pragma unroll
+        for (int cc = 0; cc < 8; ++cc) {
+          cen8[cc] = cen[8 * sg + cc];
+          kb8[cc] = kbg[jj][8 * sg + cc];
+        }
+        for (int e = tid; e < LK * DS; e += THREADS) {
+          const int l = e / DS;
+          uint4 *kp = reinterpret_cast<uint4 *>(&kst[buf][l][8 * sg]);
+          const uint4 kr = *kp;
+          float kv[8];
+          const float2 k01 = unpack2<T>(kr.x), k23 = unpack2<T>(kr.y), k45 = unpack2<T>(kr.z),
+                       k67 = unpack2<T>(kr.w);
+          kv[0] = k01.x, kv[1] = k01.y, kv[2] = k23.x, kv[3] = k23.y;
+          kv[4] = k45.x, kv[5] = k45.y, kv[6] = k67.x, kv[7] = k67.y;
           float part = 0.f;
 #pragma unroll
-          for (int c = 0; c < 8; ++c)
-            part = fmaf(cen[8 * sgm + c], kv[c], part);
+          for (int cc = 0; cc < 8; ++cc)
+            part = fmaf(cen8[cc], kv[cc], part);
 #pragma unroll
           for (int off = DS / 2; off > 0; off >>= 1)
             part += __shfl_xor_sync(0xffffffffu, part, off);
-          if (e < LK * DS) {
-            if (sgm == 0)
-              wk[l] = live ? expf(part - lnm) : 0.f;
-            float c8[8];
+          const bool live = l < tk;
+          const float w = live ? expf(part - lnm) : 0.f;
+          float c8[8];
 #pragma unroll
-            for (int c = 0; c < 8; ++c)
-              c8[c] = live ? kv[c] - kbar[8 * sgm + c] : 0.f;
-            uint4 pk;
-            pk.x = pack2<T>(c8[0], c8[1]);
-            pk.y = pack2<T>(c8[2], c8[3]);
-            pk.z = pack2<T>(c8[4], c8[5]);
-            pk.w = pack2<T>(c8[6], c8[7]);
-            *reinterpret_cast<uint4 *>(&ks[l][8 * sgm]) = pk;
+          for (int cc = 0; cc < 8; ++cc)
+            c8[cc] = live ? kv[cc] - kb8[cc] : 0.f;
+          *kp = make_uint4(pack2<T>(c8[0], c8[1]), pack2<T>(c8[2], c8[3]), pack2<T>(c8[4], c8[5]),
+                           pack2<T>(c8[6], c8[7]));
+#pragma unroll
+          for (int vs = sg; vs < VST; vs += DS) {
+            uint4 *vp = reinterpret_cast<uint4 *>(&vst[buf][l][8 * vs]);
+            const uint4 vr = *vp;
+            const unsigned in[4] = {vr.x, vr.y, vr.z, vr.w};
+            unsigned out[4];
+#pragma unroll
+            for (int h = 0; h < 4; ++h) {
+              const float2 v2 = unpack2<T>(in[h]);
+              out[h] = pack2<T>(w * (v2.x - vbg[jj][8 * vs + 2 * h]), w * (v2.y - vbg[jj][8 * vs + 2 * h + 1]));
+            }
+            *vp = make_uint4(out[0], out[1], out[2], out[3]);
           }
         }
-        __syncthreads();
-        for (int e = tid; e < LK * VS; e += THREADS) {
-          const int l = e / VS, sgm = e - l * VS;
-          float vv[8] = {};
-          if (l < tk) {
-            load8<T>(p.v, vRow(p, hi.kh, kperm[kstart + l0 + l]) + 8 * sgm, vv);
-            const float w = wk[l];
+        __syncthreads(); // chunk c is centred
+
+        // Sigma(a, d) += sum_l vst[l][a] kst[l][d] over this warp's MA x ND block.
 #pragma unroll
-            for (int c = 0; c < 8; ++c)
-              vv[c] = w * (vv[c] - vbar[8 * sgm + c]);
-          }
-          uint4 pk;
-          pk.x = pack2<T>(vv[0], vv[1]);
-          pk.y = pack2<T>(vv[2], vv[3]);
-          pk.z = pack2<T>(vv[4], vv[5]);
-          pk.w = pack2<T>(vv[6], vv[7]);
-          *reinterpret_cast<uint4 *>(&vs[l][8 * sgm]) = pk;
-        }
-        __syncthreads();
-        if (u < UNITS) {
-          // Sigma(a, d) += sum_l vs[l][a] ks[l][d], a in 16u..16u+15
+        for (int kk = 0; kk < LK / 16; ++kk) {
+          if (16 * kk >= tk)
+            break;
+          unsigned af[MA / 16][4];
 #pragma unroll
-          for (int kk = 0; kk < LK / 16; ++kk) {
-            if (16 * kk >= tk)
-              break;
-            unsigned a[4];
-            loadATrans<DV + 8>(a, &vs[0][0], 16 * u, 16 * kk, lane);
+          for (int ma = 0; ma < MA / 16; ++ma)
+            loadATrans<LDV>(af[ma], &vst[buf][0][0], wa * MA + 16 * ma, 16 * kk, lane);
 #pragma unroll
-            for (int np = 0; np < D / 16; ++np) {
-              unsigned b[4];
-              loadBTrans<D + 8>(b, &ks[0][0], 16 * kk, 16 * np, lane);
-              mma16816<T>(sg[2 * np], a, b[0], b[1]);
-              mma16816<T>(sg[2 * np + 1], a, b[2], b[3]);
+          for (int np = 0; np < ND / 16; ++np) {
+            unsigned bb[4];
+            loadBTrans<LDK>(bb, &kst[buf][0][0], 16 * kk, wd * ND + 16 * np, lane);
+#pragma unroll
+            for (int ma = 0; ma < MA / 16; ++ma) {
+              mma16816<T>(acc[ma][2 * np], af[ma], bb[0], bb[1]);
+              mma16816<T>(acc[ma][2 * np + 1], af[ma], bb[2], bb[3]);
             }
           }
         }
-      }
-      if (u < UNITS) {
-        // Sigma's accumulators as B fragments (k = d, n = a): lo for a = 16u + g,
-        // hi for a = 16u + 8 + g.
-        unsigned blo[D / 16][2], bhi[D / 16][2];
+
+        if (cl + LK >= kcount) {
+          // Sigma_ij is complete: store it as T, then every warp applies it.
 #pragma unroll
-        for (int kd = 0; kd < D / 16; ++kd) {
-          blo[kd][0] = pack2<T>(sg[2 * kd][0], sg[2 * kd][1]);
-          blo[kd][1] = pack2<T>(sg[2 * kd + 1][0], sg[2 * kd + 1][1]);
-          bhi[kd][0] = pack2<T>(sg[2 * kd][2], sg[2 * kd][3]);
-          bhi[kd][1] = pack2<T>(sg[2 * kd + 1][2], sg[2 * kd + 1][3]);
-        }
+          for (int ma = 0; ma < MA / 16; ++ma)
 #pragma unroll
-        for (int mt = 0; mt < BQ / 16; ++mt) {
-          if (16 * mt < tq) {
-            const float p0 = prob[16 * mt + g], p1 = prob[16 * mt + g + 8];
+            for (int nt = 0; nt < ND / 8; ++nt) {
+              const int a = wa * MA + 16 * ma + g, d = wd * ND + 8 * nt + 2 * t4;
+              *reinterpret_cast<unsigned *>(&sig[a][d]) = pack2<T>(acc[ma][nt][0], acc[ma][nt][1]);
+              *reinterpret_cast<unsigned *>(&sig[a + 8][d]) = pack2<T>(acc[ma][nt][2], acc[ma][nt][3]);
 #pragma unroll
-            for (int kd = 0; kd < D / 16; ++kd) {
-              unsigned a[4];
-              float2 f = unpack2<T>(lds32(&rs[16 * mt + g][16 * kd + 2 * t4]));
-              a[0] = pack2<T>(f.x * p0, f.y * p0);
-              f = unpack2<T>(lds32(&rs[16 * mt + g + 8][16 * kd + 2 * t4]));
-              a[1] = pack2<T>(f.x * p1, f.y * p1);
-              f = unpack2<T>(lds32(&rs[16 * mt + g][16 * kd + 8 + 2 * t4]));
-              a[2] = pack2<T>(f.x * p0, f.y * p0);
-              f = unpack2<T>(lds32(&rs[16 * mt + g + 8][16 * kd + 8 + 2 * t4]));
-              a[3] = pack2<T>(f.x * p1, f.y * p1);
-              mma16816<T>(y[mt][0], a, blo[kd][0], blo[kd][1]);
-              mma16816<T>(y[mt][1], a, bhi[kd][0], bhi[kd][1]);
+              for (int q = 0; q < 4; ++q)
+                acc[ma][nt][q] = 0.f;
+            }
+          // p_nj of this lane's rows: held by lane (g, jj / 2) of the quad.
+          const int src = (lane & ~3) | (jj >> 1);
+          const bool odd = jj & 1;
+          float pa[MQ][2];
+#pragma unroll
+          for (int m = 0; m < MQ; ++m) {
+            pa[m][0] = __shfl_sync(0xffffffffu, odd ? pr[m][1] : pr[m][0], src);
+            pa[m][1] = __shfl_sync(0xffffffffu, odd ? pr[m][3] : pr[m][2], src);
+          }
+          __syncthreads(); // sig is complete
+          if (warpLive) {
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+              float z[MQ][2][4] = {};
+#pragma unroll
+              for (int kd = 0; kd < KD; ++kd) {
+                // b0/b1 of value rows 16 np + g (bb[0], bb[1]) and 16 np + 8 + g (bb[2], bb[3]).
+                unsigned bb[4];
+                ldsmX4(bb, &sig[16 * np + (lane & 7) + ((lane >> 4) & 1) * 8][16 * kd + ((lane >> 3) & 1) * 8]);
+#pragma unroll
+                for (int m = 0; m < MQ; ++m) {
+                  mma16816<T>(z[m][0], ra[m][kd], bb[0], bb[1]);
+                  mma16816<T>(z[m][1], ra[m][kd], bb[2], bb[3]);
+                }
+              }
+#pragma unroll
+              for (int m = 0; m < MQ; ++m)
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+#pragma unroll
+                  for (int q = 0; q < 4; ++q)
+                    y[m][2 * np + h][q] = fmaf(pa[m][q >> 1], z[m][h][q], y[m][2 * np + h][q]);
             }
           }
         }
+        cj = nj, cl = nl;
+        nj = mj, nl = ml;
       }
-    }
-    if (u < UNITS) {
+
+      if (warpLive) {
 #pragma unroll
-      for (int mt = 0; mt < BQ / 16; ++mt)
+        for (int m = 0; m < MQ; ++m)
 #pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-          const int n = 16 * mt + g + 8 * rr;
-          if (n >= tq)
-            continue;
-          float *o = p.o + oRow(p, hi.b, hi.h, qidx[n]) + 16 * u + 2 * t4;
+          for (int rr = 0; rr < 2; ++rr) {
+            const int row = (warp * MQ + m) * 16 + g + 8 * rr;
+            if (row >= tq)
+              continue;
+            float *o = p.o + oRow(p, hi.b, hi.h, qidxS[row]) + a0 + 2 * t4;
 #pragma unroll
-          for (int hf = 0; hf < 2; ++hf) {
-            o[8 * hf] += y[mt][hf][2 * rr];
-            o[8 * hf + 1] += y[mt][hf][2 * rr + 1];
+            for (int nt = 0; nt < NT; ++nt) {
+              o[8 * nt] += y[m][nt][2 * rr];
+              o[8 * nt + 1] += y[m][nt][2 * rr + 1];
+            }
           }
-        }
+      }
     }
   }
 }
 
-/// Grid (CQ, B*H), block THREADS: the tensor-core path for 16-bit inputs when
-/// the block has a warp per 16 value rows, the exact fp32 path otherwise.
+/// Grid (CQ, B*H), block THREADS: the tensor-core path for 16-bit inputs
+/// (DipoleMmaTiles::kEnabled), the exact fp32 path otherwise.
 template <class Cfg> __device__ void dipole(const MuseParams &p) {
   if constexpr (DipoleMmaTiles<Cfg>::kEnabled)
     dipoleMma<Cfg>(p);

@@ -129,6 +129,42 @@ __device__ __forceinline__ void foldTileMma(float (&s)[JT / 8][4], const float *
   }
 }
 
+/// Columns [c0, c0 + C) of the summaries of key clusters j0 .. j0 + JT - 1
+/// (rows of F floats from sum_i) into rows of LD elements as T hi + lo pairs,
+/// zero where bias is -inf. Every load of a thread is issued before any is
+/// used (one round trip per tile, not one per loop iteration: the tile load
+/// otherwise outlasts the MMAs). bias is written before the call; the barrier
+/// inside makes it visible.
+template <class T, int JT, int C, int LD, int F, int CK, int THREADS, int NB0>
+__device__ __forceinline__ void loadSummaryCols(T (*hi)[LD], T (*lo)[LD], const float *sum_i,
+                                                const float *bias, int j0, int c0, int tid) {
+  constexpr int P = JT * (C / 2), NP = cdiv(P, THREADS);
+  constexpr int NB = cmin(NP, NB0); // pairs in flight per thread: bounded, for the registers
+#pragma unroll 1
+  for (int b0 = 0; b0 < NP; b0 += NB) {
+    float a[NB], b[NB];
+#pragma unroll
+    for (int u = 0; u < NB; ++u) {
+      const int e = tid + (b0 + u) * THREADS, t = e / (C / 2), d = 2 * (e - t * (C / 2));
+      const bool in = b0 + u < NP && (P % THREADS == 0 || e < P) && j0 + t < CK;
+      const float *src = sum_i + (long long)(j0 + t) * F + c0 + d;
+      a[u] = in ? src[0] : 0.f;
+      b[u] = in ? src[1] : 0.f;
+    }
+    if (b0 == 0)
+      __syncthreads(); // bias is visible
+#pragma unroll
+    for (int u = 0; u < NB; ++u) {
+      const int e = tid + (b0 + u) * THREADS, t = e / (C / 2), d = 2 * (e - t * (C / 2));
+      if (b0 + u >= NP || (P % THREADS != 0 && e >= P))
+        break;
+      const bool zero = bias[t] == -kInf();
+      split2<T>(zero ? 0.f : a[u], zero ? 0.f : b[u], *reinterpret_cast<unsigned *>(&hi[t][d]),
+                *reinterpret_cast<unsigned *>(&lo[t][d]));
+    }
+  }
+}
+
 /// 16-bit path. Grid (CQ, B*H), block THREADS: the block's warps take 16
 /// queries each per step. Near key clusters are masked out of the far tiles
 /// and their members (exact in T) pass through the same shared tiles, JT keys
@@ -169,27 +205,11 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
   auto loadTile = [&](int j0) {
     for (int t = tid; t < JT; t += THREADS)
       bias[t] = j0 + t < CK && !isNear[j0 + t] ? sum_i[(long long)(j0 + t) * F] : -kInf();
-    __syncthreads();
-    for (int e = tid; e < JT * (D / 2); e += THREADS) {
-      const int t = e / (D / 2), d = 2 * (e - t * (D / 2));
-      float a = 0.f, b = 0.f;
-      if (bias[t] != -kInf()) {
-        const float *src = sum_i + (long long)(j0 + t) * F + 1 + d;
-        a = src[0];
-        b = src[1];
-      }
-      split2<T>(a, b, *reinterpret_cast<unsigned *>(&khi[t][d]), *reinterpret_cast<unsigned *>(&klo[t][d]));
-    }
-    for (int e = tid; e < JT * (DV / 2); e += THREADS) {
-      const int t = e / (DV / 2), d = 2 * (e - t * (DV / 2));
-      float a = 0.f, b = 0.f;
-      if (bias[t] != -kInf()) {
-        const float *src = sum_i + (long long)(j0 + t) * F + 1 + D + d;
-        a = src[0];
-        b = src[1];
-      }
-      split2<T>(a, b, *reinterpret_cast<unsigned *>(&vhi[t][d]), *reinterpret_cast<unsigned *>(&vlo[t][d]));
-    }
+    // Fewer loads in flight when the tile is reloaded per query step, next
+    // to the step's fragments and accumulators.
+    constexpr int NB = kOneTile ? 8 : 2;
+    loadSummaryCols<T, JT, D, D + 8, F, CK, THREADS, NB>(khi, klo, sum_i, bias, j0, 1, tid);
+    loadSummaryCols<T, JT, DV, DV + 8, F, CK, THREADS, NB>(vhi, vlo, sum_i, bias, j0, 1 + D, tid);
   };
 
   for (int d = tid; d < D; d += THREADS)
@@ -339,10 +359,18 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
       if (!live[rr])
         continue;
       float *orow = p.o + oRow(p, hi.b, hi.h, qi[rr]);
+      // 8-byte stores where the row allows: a warp's store then fills whole
+      // 32-byte sectors of 8 rows instead of half of each.
+      const bool pairs = (reinterpret_cast<unsigned long long>(orow) & 7ull) == 0;
 #pragma unroll
       for (int nv = 0; nv < NV; ++nv) {
-        orow[8 * nv + 2 * t4] = o[nv][2 * rr] / l[rr];
-        orow[8 * nv + 2 * t4 + 1] = o[nv][2 * rr + 1] / l[rr];
+        const float x = o[nv][2 * rr] / l[rr], y = o[nv][2 * rr + 1] / l[rr];
+        if (pairs) {
+          *reinterpret_cast<float2 *>(orow + 8 * nv + 2 * t4) = make_float2(x, y);
+        } else {
+          orow[8 * nv + 2 * t4] = x;
+          orow[8 * nv + 2 * t4 + 1] = y;
+        }
       }
       if (t4 == 0) {
         const float lse = m[rr] + logf(l[rr]);
@@ -355,7 +383,7 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
   }
 }
 
-/// fp32 path (and every near field). Grid (CQ, B*H), block THREADS.
+/// fp32 path. Grid (CQ, B*H), block THREADS.
 template <class Cfg> __device__ void farFieldExact(const MuseParams &p) {
   using Tl = FarFieldTiles<Cfg>;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;

@@ -20,5 +20,6 @@
 #include "muse/backward_rows.cuh"
 #include "muse/backward_keys.cuh"
 #include "muse/backward_centroid.cuh"
+#include "muse/backward_causal.cuh"
 
 #endif // MUSE_TEMPLATES_KERNELS_CUH

@@ -40,8 +40,9 @@ template <class Cfg, Side S> __device__ void kmeans_init(const MuseParams &p) {
     sv.counts()[(long long)head * C + c] = 0;
 }
 
-/// fp32 path. Grid (ceil(n/256), heads): one thread per point; the Ceff
-/// centroids pass through shared memory in tiles, read as broadcasts.
+/// fp32 path. Grid (x, heads), any x: block b takes the 256-point chunks
+/// b, b + x, ... of its head, one thread per point; the Ceff centroids pass
+/// through shared memory in tiles, read as broadcasts.
 template <class Cfg, Side S> __device__ void kmeansAssignExact(const MuseParams &p) {
   using V = SideView<Cfg, S>;
   constexpr int C = V::C, D = Cfg::D;
@@ -54,246 +55,306 @@ template <class Cfg, Side S> __device__ void kmeansAssignExact(const MuseParams 
   const int head = blockIdx.y;
   const int n = sv.count();
   const int ceff = n < C ? n : C;
-  const long long i = (long long)blockIdx.x * kKMeansThreads + threadIdx.x;
-  const bool live = i < n;
-
-  float x[D];
-  {
-    const long long r = sv.row(head, live ? i : 0);
-#pragma unroll
-    for (int d = 0; d < D; ++d)
-      x[d] = live ? sv.at(r, d) : 0.f;
-  }
-
   const float4 *cent = reinterpret_cast<const float4 *>(sv.centroids() + (long long)head * C * D);
-  float best = kInf();
-  int bestC = 0;
-  for (int c0 = 0; c0 < ceff; c0 += TC) {
-    const int tc = cmin(TC, ceff - c0);
-    __syncthreads(); // the previous tile is no longer read
-    for (int e = threadIdx.x; e < tc * (D / 4); e += kKMeansThreads)
-      tile[e] = cent[c0 * (D / 4) + e];
-    __syncthreads();
-    for (int c = 0; c < tc; ++c) {
-      float dist = 0.f;
+  for (long long chunk = blockIdx.x; chunk * kKMeansThreads < n; chunk += gridDim.x) {
+    const long long i = chunk * kKMeansThreads + threadIdx.x;
+    const bool live = i < n;
+
+    float x[D];
+    {
+      const long long r = sv.row(head, live ? i : 0);
 #pragma unroll
-      for (int d4 = 0; d4 < D / 4; ++d4) {
-        const float4 t = tile[c * (D / 4) + d4];
-        float u = x[4 * d4] - t.x;
-        dist = fmaf(u, u, dist);
-        u = x[4 * d4 + 1] - t.y;
-        dist = fmaf(u, u, dist);
-        u = x[4 * d4 + 2] - t.z;
-        dist = fmaf(u, u, dist);
-        u = x[4 * d4 + 3] - t.w;
-        dist = fmaf(u, u, dist);
-      }
-      if (dist < best) { // strict: ties keep the lowest index
-        best = dist;
-        bestC = c0 + c;
+      for (int d = 0; d < D; ++d)
+        x[d] = live ? sv.at(r, d) : 0.f;
+    }
+
+    float best = kInf();
+    int bestC = 0;
+    for (int c0 = 0; c0 < ceff; c0 += TC) {
+      const int tc = cmin(TC, ceff - c0);
+      __syncthreads(); // the previous tile is no longer read
+      for (int e = threadIdx.x; e < tc * (D / 4); e += kKMeansThreads)
+        tile[e] = cent[c0 * (D / 4) + e];
+      __syncthreads();
+      for (int c = 0; c < tc; ++c) {
+        float dist = 0.f;
+#pragma unroll
+        for (int d4 = 0; d4 < D / 4; ++d4) {
+          const float4 t = tile[c * (D / 4) + d4];
+          float u = x[4 * d4] - t.x;
+          dist = fmaf(u, u, dist);
+          u = x[4 * d4 + 1] - t.y;
+          dist = fmaf(u, u, dist);
+          u = x[4 * d4 + 2] - t.z;
+          dist = fmaf(u, u, dist);
+          u = x[4 * d4 + 3] - t.w;
+          dist = fmaf(u, u, dist);
+        }
+        if (dist < best) { // strict: ties keep the lowest index
+          best = dist;
+          bestC = c0 + c;
+        }
       }
     }
-  }
-  if (!live)
-    return;
-  sv.assign()[(long long)head * n + i] = bestC;
-  float *sum = sv.sums() + ((long long)head * C + bestC) * D;
+    if (!live)
+      continue; // no barrier follows in this chunk; the loop bound is uniform
+    sv.assign()[(long long)head * n + i] = bestC;
+    float *sum = sv.sums() + ((long long)head * C + bestC) * D;
 #pragma unroll
-  for (int d = 0; d < D; ++d)
-    atomicAdd(sum + d, x[d]);
-  atomicAdd(sv.counts() + (long long)head * C + bestC, 1);
+    for (int d = 0; d < D; ++d)
+      atomicAdd(sum + d, x[d]);
+    atomicAdd(sv.counts() + (long long)head * C + bestC, 1);
+  }
 }
 
-/// 16-bit path. Grid (ceil(n/256), heads), block 256: each warp takes 32
-/// points. Distances ||c||^2 - 2 s (q . c) (s = scale for queries, 1 for
-/// keys) come from tensor-core products of the unscaled points (exact in T)
-/// with the centroids split into T hi + T lo parts (about 16 significant
-/// bits); ties keep the lowest index. When the C x D member sums fit next to
-/// the centroid tiles in shared memory, the block's 256 points are summed
-/// there (shared atomics) and each touched cluster costs one global add per
-/// component per block: 256 points of 64 clusters then need C*D global
-/// atomics instead of 256*D. Otherwise each point's sums are added by its
+/// Eight consecutive T elements (16 bytes) at element offset `off`: one
+/// 16-byte load when aligned, element loads otherwise (any strides stay legal).
+template <class T> __device__ __forceinline__ uint4 loadRaw8(const T *base, long long off) {
+  const T *ptr = base + off;
+  if ((reinterpret_cast<unsigned long long>(ptr) & 15ull) == 0)
+    return *reinterpret_cast<const uint4 *>(ptr);
+  uint4 u;
+  unsigned short *h = reinterpret_cast<unsigned short *>(&u);
+#pragma unroll
+  for (int c = 0; c < 8; ++c)
+    h[c] = reinterpret_cast<const unsigned short *>(ptr)[c];
+  return u;
+}
+
+/// 16-bit path. Grid (x, heads), block 256, any x: block b takes the 128-point
+/// chunks b, b + x, ... of its head (the plan gives each block about 1024
+/// points, so the per-block set-up below is paid once per eight chunks).
+/// Per chunk the points are staged in shared memory by 16-byte loads (the
+/// next chunk's loads are in flight while this one is computed); each warp
+/// takes 16 points. Distances ||c||^2 - 2 s (q . c) (s = scale for queries, 1
+/// for keys) come from tensor-core products of the unscaled points (exact in
+/// T) with the centroids split into T hi + T lo parts (about 16 significant
+/// bits); ties keep the lowest index. The centroid tiles (split, with their
+/// squared norms) stay resident for the whole block when C fits one tile.
+/// Member sums: when C x D is small enough for registers, they are a product
+/// too, sums += onehot(assign)^T . X per chunk (exact 0/1 and exact T operands,
+/// fp32 accumulators), and each block adds each non-empty cluster's sums to
+/// the global accumulators once; otherwise each point's sums are added by its
 /// warp with coalesced global atomics (32 consecutive components per request).
 template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p) {
   using V = SideView<Cfg, S>;
   using T = typename Cfg::T;
-  constexpr int C = V::C, D = Cfg::D, TC = D > 64 ? 32 : 64, KD = D / 16; // TC: no spills at D = 128
-  constexpr int kTileBytes = 2 * TC * (D + 8) * (int)sizeof(T) + 4 * TC;
-  constexpr bool kBlockSums = kTileBytes + 4 * (C * D + C) <= kSharedBudget;
-  __shared__ __align__(16) T chi[TC][D + 8];
-  __shared__ __align__(16) T clo[TC][D + 8];
+  constexpr int C = V::C, D = Cfg::D, KD = D / 16, LD = D + 8; // LD: conflict-free ldmatrix rows
+  constexpr int kChunk = 128;                                   // 8 warps x 16 points
+  // Centroids per tile: 64 at D = 64 (one tile at the usual C = 64); 16 at
+  // D = 128 so that the point chunk and the tiles fit 48 KB.
+  constexpr int TC = cmin(D > 64 ? 16 : 64, cdiv(C, 8) * 8);
+  constexpr bool kResident = C <= TC;
+  constexpr int L = D / 4; // float4 lanes per centroid row (16 or 32: divides a warp)
+  // Member-sum product: 16-cluster x 16-component units, spread over 8 warps.
+  constexpr int MT = cdiv(C, 16), NP = D / 16, UNITS = MT * NP, UPW = cdiv(UNITS, 8);
+  constexpr bool kMmaSums = UPW <= 4; // <= 32 accumulators a thread
+  constexpr int kPieces = kChunk * D / 8 / kKMeansThreads; // 16-byte pieces a thread per chunk
+  static_assert(kPieces * 8 * kKMeansThreads == kChunk * D, "chunk must split into 16-byte pieces");
+  __shared__ __align__(16) T xs[kChunk][LD];
+  __shared__ __align__(16) T chi[TC][LD];
+  __shared__ __align__(16) T clo[TC][LD];
   __shared__ float cn[TC];
-  __shared__ float bsum[kBlockSums ? C * D : 1]; // this block's member sums
-  __shared__ int bcount[kBlockSums ? C : 1];
+  __shared__ int sAssign[kChunk];
+  __shared__ int bcount[kMmaSums ? C : 1];
 
   V sv(p);
   const int head = blockIdx.y, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t4 = lane % 4;
   const int n = sv.count();
   const int ceff = n < C ? n : C;
+  const int chunks = cdiv(n, kChunk);
+  if ((int)blockIdx.x >= chunks)
+    return; // uniform over the block
   const float sc = S == Side::Query ? p.scale : 1.f;
-  const long long base = (long long)blockIdx.x * kKMeansThreads + 32 * warp;
+  const T *src = static_cast<const T *>(S == Side::Query ? p.q : p.k);
 
-  float best[2][2];
-  int bestC[2][2];
+  // Centroids [c0, c0 + TC) as hi/lo rows and their squared norms; the L
+  // lanes of one centroid row sum its norm with a shuffle.
+  auto loadTile = [&](int c0) {
+    const float4 *cent = reinterpret_cast<const float4 *>(sv.centroids() + ((long long)head * C + c0) * D);
+#pragma unroll 1
+    for (int it = 0; it < cdiv(TC * L, kKMeansThreads); ++it) {
+      const int e = it * kKMeansThreads + tid;
+      const int c = e / L, d4 = e % L;
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (e < TC * L && c0 + c < ceff)
+        v = cent[e];
+      unsigned h0, l0, h1, l1;
+      split2<T>(v.x, v.y, h0, l0);
+      split2<T>(v.z, v.w, h1, l1);
+      float s = fmaf(v.w, v.w, fmaf(v.z, v.z, fmaf(v.y, v.y, v.x * v.x)));
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      best[mt][rr] = kInf();
-      bestC[mt][rr] = 0;
+      for (int off = L / 2; off > 0; off >>= 1)
+        s += __shfl_xor_sync(0xffffffffu, s, off);
+      if (e < TC * L) {
+        *reinterpret_cast<uint2 *>(&chi[c][4 * d4]) = make_uint2(h0, h1);
+        *reinterpret_cast<uint2 *>(&clo[c][4 * d4]) = make_uint2(l0, l1);
+        if (d4 == 0)
+          cn[c] = s;
+      }
     }
-  if constexpr (kBlockSums) {
-    for (int e = tid; e < C * D; e += kKMeansThreads)
-      bsum[e] = 0.f;
+  };
+
+  uint4 pre[kPieces];
+  auto fetch = [&](int ch) {
+#pragma unroll
+    for (int i = 0; i < kPieces; ++i) {
+      const int e = i * kKMeansThreads + tid, r = e / (D / 8), c8 = e % (D / 8);
+      const long long pt = (long long)ch * kChunk + r;
+      pre[i] = pt < n ? loadRaw8<T>(src, sv.row(head, pt) + 8 * c8) : make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+
+  if constexpr (kMmaSums)
     for (int c = tid; c < C; c += kKMeansThreads)
       bcount[c] = 0;
-  }
-  const float *cent = sv.centroids() + (long long)head * C * D;
-  for (int c0 = 0; c0 < ceff; c0 += TC) {
-    __syncthreads(); // the previous centroid tile is no longer read
-    for (int e = tid; e < TC * D; e += kKMeansThreads) {
-      const int c = e / D, d = e - c * D;
-      const float v = c0 + c < ceff ? cent[(long long)(c0 + c) * D + d] : 0.f;
-      const T h = T(v);
-      chi[c][d] = h;
-      clo[c][d] = T(v - toFloat(h));
-    }
-    for (int c = tid; c < TC; c += kKMeansThreads) {
-      float s = 0.f;
-      if (c0 + c < ceff)
-        for (int d = 0; d < D; ++d) {
-          const float v = cent[(long long)(c0 + c) * D + d];
-          s = fmaf(v, v, s);
-        }
-      cn[c] = s;
+  if constexpr (kResident)
+    loadTile(0); // visible after the first chunk's barriers
+  float sacc[kMmaSums ? UPW : 1][2][4] = {};
+
+  fetch(blockIdx.x);
+  for (int ch = blockIdx.x; ch < chunks; ch += gridDim.x) {
+    __syncthreads(); // the previous chunk's xs and sAssign are no longer read
+#pragma unroll
+    for (int i = 0; i < kPieces; ++i) {
+      const int e = i * kKMeansThreads + tid, r = e / (D / 8), c8 = e % (D / 8);
+      *reinterpret_cast<uint4 *>(&xs[r][8 * c8]) = pre[i];
     }
     __syncthreads();
-    // Per k step, both m-tiles' A fragments (re-read from L1 per centroid
-    // tile) and each B fragment loaded once for both. The k loop stays rolled:
-    // unrolled, the compiler keeps every fragment of the tile live (130-230
-    // registers, one 256-thread block per SM).
-    float acc[2][TC / 8][4] = {};
-    const T *rows[2][2];
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const long long pt = base + 16 * mt + g + 8 * rr;
-        rows[mt][rr] = pt < n ? static_cast<const T *>(S == Side::Query ? p.q : p.k) + sv.row(head, pt) : nullptr;
+    if (ch + (int)gridDim.x < chunks)
+      fetch(ch + gridDim.x); // in flight during this chunk's products
+
+    float best[2] = {kInf(), kInf()};
+    int bestC[2] = {0, 0};
+    for (int c0 = 0; c0 < ceff; c0 += TC) {
+      if constexpr (!kResident) {
+        __syncthreads(); // the previous centroid tile is no longer read
+        loadTile(c0);
+        __syncthreads();
       }
+      float acc[TC / 8][4] = {};
 #pragma unroll 1
-    for (int kd = 0; kd < KD; ++kd) {
-      unsigned a[2][4];
+      for (int kd = 0; kd < KD; ++kd) {
+        unsigned a[4];
+        loadA<LD>(a, &xs[0][0], 16 * warp, 16 * kd, lane);
 #pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-          const T *row = rows[mt][rr];
-          a[mt][rr] = row ? ldPair<T>(row + 16 * kd + 2 * t4) : 0u;
-          a[mt][2 + rr] = row ? ldPair<T>(row + 16 * kd + 8 + 2 * t4) : 0u;
-        }
-#pragma unroll
-      for (int nt = 0; nt < TC / 8; ++nt) {
-        const unsigned bh0 = lds32(&chi[8 * nt + g][16 * kd + 2 * t4]);
-        const unsigned bh1 = lds32(&chi[8 * nt + g][16 * kd + 8 + 2 * t4]);
-        const unsigned bl0 = lds32(&clo[8 * nt + g][16 * kd + 2 * t4]);
-        const unsigned bl1 = lds32(&clo[8 * nt + g][16 * kd + 8 + 2 * t4]);
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-          mma16816<T>(acc[mt][nt], a[mt], bh0, bh1);
-          mma16816<T>(acc[mt][nt], a[mt], bl0, bl1);
+        for (int nt = 0; nt < TC / 8; ++nt) {
+          const unsigned bh0 = lds32(&chi[8 * nt + g][16 * kd + 2 * t4]);
+          const unsigned bh1 = lds32(&chi[8 * nt + g][16 * kd + 8 + 2 * t4]);
+          const unsigned bl0 = lds32(&clo[8 * nt + g][16 * kd + 2 * t4]);
+          const unsigned bl1 = lds32(&clo[8 * nt + g][16 * kd + 8 + 2 * t4]);
+          mma16816<T>(acc[nt], a, bh0, bh1);
+          mma16816<T>(acc[nt], a, bl0, bl1);
         }
       }
-    }
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
       for (int nt = 0; nt < TC / 8; ++nt)
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           const int c = 8 * nt + 2 * t4 + (q & 1);
           if (c0 + c < ceff) {
-            const float dist = fmaf(-2.f * sc, acc[mt][nt][q], cn[c]);
-            if (dist < best[mt][q >> 1]) { // ascending c per thread: ties keep the lowest
-              best[mt][q >> 1] = dist;
-              bestC[mt][q >> 1] = c0 + c;
+            const float dist = fmaf(-2.f * sc, acc[nt][q], cn[c]);
+            if (dist < best[q >> 1]) { // ascending c per thread: ties keep the lowest
+              best[q >> 1] = dist;
+              bestC[q >> 1] = c0 + c;
             }
           }
         }
-  }
-  // Quad reduction: the four lanes of a row hold disjoint centroid columns.
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
+    }
+    // Quad reduction: the four lanes of a row hold disjoint centroid columns.
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr)
 #pragma unroll
       for (int off = 1; off < 4; off <<= 1) {
-        const float ob = __shfl_xor_sync(0xffffffffu, best[mt][rr], off);
-        const int oc = __shfl_xor_sync(0xffffffffu, bestC[mt][rr], off);
-        if (ob < best[mt][rr] || (ob == best[mt][rr] && oc < bestC[mt][rr])) {
-          best[mt][rr] = ob;
-          bestC[mt][rr] = oc;
+        const float ob = __shfl_xor_sync(0xffffffffu, best[rr], off);
+        const int oc = __shfl_xor_sync(0xffffffffu, bestC[rr], off);
+        if (ob < best[rr] || (ob == best[rr] && oc < bestC[rr])) {
+          best[rr] = ob;
+          bestC[rr] = oc;
         }
       }
-  if constexpr (kBlockSums) {
-    // Every lane of a quad knows its two rows' clusters; lane t4 adds the
-    // components it held as A fragments (16 kd + 2 t4 + {0, 1, 8, 9}).
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
+    if (t4 == 0) { // braces: a pragma between if and for may detach the loop
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
-        const long long pt = base + 16 * mt + g + 8 * rr;
-        if (pt >= n)
-          continue;
-        const int c = bestC[mt][rr];
-        const long long r = sv.row(head, pt);
-#pragma unroll
-        for (int kd = 0; kd < KD; ++kd)
-#pragma unroll
-          for (int h = 0; h < 4; ++h) {
-            const int d = 16 * kd + 2 * t4 + (h & 1) + 8 * (h >> 1);
-            atomicAdd(&bsum[c * D + d], sv.at(r, d));
-          }
-        if (t4 == 0) {
-          sv.assign()[(long long)head * n + pt] = c;
-          atomicAdd(&bcount[c], 1);
+        const int r = 16 * warp + g + 8 * rr;
+        const long long pt = (long long)ch * kChunk + r;
+        sAssign[r] = pt < n ? bestC[rr] : -1; // -1 matches no cluster below
+        if (pt < n) {
+          sv.assign()[(long long)head * n + pt] = bestC[rr];
+          if constexpr (kMmaSums)
+            atomicAdd(&bcount[bestC[rr]], 1);
         }
       }
-    __syncthreads();
+    }
+    __syncthreads(); // sAssign is complete
+    if constexpr (kMmaSums) {
+#pragma unroll 1
+      for (int ks = 0; ks < kChunk / 16; ++ks) {
+        const int k0 = 16 * ks;
+        const int s0 = sAssign[k0 + 2 * t4], s1 = sAssign[k0 + 2 * t4 + 1];
+        const int s2 = sAssign[k0 + 2 * t4 + 8], s3 = sAssign[k0 + 2 * t4 + 9];
+#pragma unroll
+        for (int u = 0; u < UPW; ++u) {
+          const int unit = warp * UPW + u;
+          if (unit >= UNITS)
+            break; // uniform over the warp
+          const int m0 = 16 * (unit / NP), np = unit % NP;
+          const int r0 = m0 + g, r1 = m0 + g + 8;
+          unsigned a[4], b[4];
+          a[0] = pack2<T>(s0 == r0 ? 1.f : 0.f, s1 == r0 ? 1.f : 0.f);
+          a[1] = pack2<T>(s0 == r1 ? 1.f : 0.f, s1 == r1 ? 1.f : 0.f);
+          a[2] = pack2<T>(s2 == r0 ? 1.f : 0.f, s3 == r0 ? 1.f : 0.f);
+          a[3] = pack2<T>(s2 == r1 ? 1.f : 0.f, s3 == r1 ? 1.f : 0.f);
+          loadBTrans<LD>(b, &xs[0][0], k0, 16 * np, lane);
+          mma16816<T>(sacc[u][0], a, b[0], b[1]);
+          mma16816<T>(sacc[u][1], a, b[2], b[3]);
+        }
+      }
+    } else {
+      // Warp w adds its 16 points one at a time, 32 consecutive components a request.
+#pragma unroll 1
+      for (int r = 16 * warp; r < 16 * warp + 16; ++r) {
+        const int c = sAssign[r];
+        if (c < 0)
+          break; // past the end: so are the warp's later points
+        float *sum = sv.sums() + ((long long)head * C + c) * D;
+        for (int d = lane; d < D; d += 32) {
+          const float x = toFloat(xs[r][d]);
+          atomicAdd(sum + d, S == Side::Query ? scaled(p, x) : x);
+        }
+        if (lane == 0)
+          atomicAdd(sv.counts() + (long long)head * C + c, 1);
+      }
+    }
+  }
+  if constexpr (kMmaSums) {
+    __syncthreads(); // bcount is complete
+    // Queries: the products summed unscaled q; the clustered points are s q.
     float *sums = sv.sums() + (long long)head * C * D;
-    for (int e = tid; e < C * D; e += kKMeansThreads)
-      if (bcount[e / D] > 0)
-        atomicAdd(sums + e, bsum[e]);
+#pragma unroll
+    for (int u = 0; u < UPW; ++u) {
+      const int unit = warp * UPW + u;
+      if (unit >= UNITS)
+        break;
+      const int m0 = 16 * (unit / NP), np = unit % NP;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int c = m0 + g + 8 * (q >> 1), d = 16 * np + 8 * h + 2 * t4 + (q & 1);
+          if (c < C && bcount[c] > 0)
+            atomicAdd(sums + (long long)c * D + d, sc * sacc[u][h][q]);
+        }
+    }
     for (int c = tid; c < C; c += kKMeansThreads)
       if (bcount[c] > 0)
         atomicAdd(sv.counts() + (long long)head * C + c, bcount[c]);
-    return;
-  }
-  // Point 16 mt + 8 rr + g of the warp lives in lane 4 g; the warp adds one
-  // point at a time (not unrolled: registers stay with the products above).
-  const int mine[4] = {bestC[0][0], bestC[0][1], bestC[1][0], bestC[1][1]};
-#pragma unroll 1
-  for (int pt = 0; pt < 32; ++pt) {
-    const int sel = pt / 8, gg = pt % 8;
-    const int held = sel == 0 ? mine[0] : sel == 1 ? mine[1] : sel == 2 ? mine[2] : mine[3];
-    const int c = __shfl_sync(0xffffffffu, held, 4 * gg);
-    const long long at = base + pt;
-    if (at >= n)
-      break; // uniform over the warp; later points are past the end too
-    const long long r = sv.row(head, at);
-    float *sum = sv.sums() + ((long long)head * C + c) * D;
-    for (int d = lane; d < D; d += 32)
-      atomicAdd(sum + d, sv.at(r, d));
-    if (lane == 0) {
-      sv.assign()[(long long)head * n + at] = c;
-      atomicAdd(sv.counts() + (long long)head * C + c, 1);
-    }
   }
 }
 
-/// Grid (ceil(n/256), heads), block 256: nearest centroid (ties to the lowest
-/// index) into S_assign, member sums and counts accumulated atomically.
+/// Grid (x, heads), block 256, any x (the plan: ceil(n/1024)): nearest
+/// centroid (ties to the lowest index) into S_assign, member sums and counts accumulated atomically.
 template <class Cfg, Side S> __device__ void kmeans_assign(const MuseParams &p) {
   if constexpr (TensorCoreType<typename Cfg::T>::value)
     kmeansAssignMma<Cfg, S>(p);

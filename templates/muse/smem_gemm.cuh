@@ -154,6 +154,34 @@ __device__ __forceinline__ void loadATrans(unsigned (&r)[4], const T *base, int 
   ldsmX4Trans(r, base + row * LD + col);
 }
 
+/// ldmatrix .x4 (no transpose): lane L passes the row address of matrix L / 8
+/// and receives, per matrix, the pair (row g; columns 2t, 2t+1) of the stored 8x8.
+__device__ __forceinline__ void ldsmX4(unsigned (&r)[4], const void *row) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
+/// A fragment of the 16x16 block (rows m0.., columns k0..) of a row-major
+/// tile (rows of LD elements, 16-byte aligned): a0..a3 as mma16816 takes them.
+template <int LD, class T>
+__device__ __forceinline__ void loadA(unsigned (&r)[4], const T *base, int m0, int k0, int lane) {
+  const int row = m0 + (lane & 7) + ((lane >> 3) & 1) * 8;
+  const int col = k0 + (lane >> 4) * 8;
+  ldsmX4(r, base + row * LD + col);
+}
+
+/// 16 bytes global -> shared without a register round trip (sm_80+), both
+/// addresses 16-byte aligned; visible to the copying thread after
+/// cpAsyncWaitAll, to the block after a barrier that follows it.
+__device__ __forceinline__ void cpAsync16(void *smem, const void *gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void cpAsyncWaitAll() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
 } // namespace muse
 
 #endif // MUSE_TEMPLATES_SMEM_GEMM_CUH

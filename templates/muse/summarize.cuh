@@ -140,6 +140,75 @@ template <class Cfg> struct SummarizeMmaTiles {
   static_assert(bytes <= kSharedBudget, "summarize tiles exceed 48 KB of shared memory");
 };
 
+/// One 16-byte group of 8 T from element off of base into shared dst (16-byte
+/// aligned): by cp.async when the source is aligned, else through registers;
+/// zeros when off < 0. cp.async copies are visible after cpAsyncWaitAll and a
+/// barrier.
+template <class T> __device__ __forceinline__ void copyRow8(T *dst, const void *base, long long off) {
+  if (off < 0) {
+    *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    return;
+  }
+  const T *src = static_cast<const T *>(base) + off;
+  if ((reinterpret_cast<unsigned long long>(src) & 15ull) == 0) {
+    cpAsync16(dst, src);
+    return;
+  }
+  float x[8];
+  load8<T>(base, off, x);
+  uint4 pk;
+  pk.x = pack2<T>(x[0], x[1]);
+  pk.y = pack2<T>(x[2], x[3]);
+  pk.z = pack2<T>(x[4], x[5]);
+  pk.w = pack2<T>(x[6], x[7]);
+  *reinterpret_cast<uint4 *>(dst) = pk;
+}
+
+/// Keys (and values when DoV) l0 .. l0 + LK - 1 of the cluster (kperm is the
+/// cluster's slice) into rows of D + 8 (DV + 8) T; rows from tk on are zeros.
+/// Every index load, then every row copy, is issued before any is waited on:
+/// element-wise loads followed by shared stores cost one round trip each.
+template <class Cfg, bool DoV>
+__device__ __forceinline__ void loadKeyChunk(const MuseParams &p, typename Cfg::T *ks, typename Cfg::T *vs,
+                                             const int *kperm, int kh, int l0, int tk, int tid) {
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, DV = Cfg::DV, THREADS = Cfg::THREADS, LK = SummarizeMmaTiles<Cfg>::LK;
+  constexpr int DS = D / 8, VS = DV / 8, NK = cdiv(LK * DS, THREADS), NV = DoV ? cdiv(LK * VS, THREADS) : 1;
+  // Values share the keys' row indices when their rows split alike (D == DV).
+  constexpr bool kSame = DS == VS;
+  int rk[NK], rv[kSame ? 1 : NV];
+#pragma unroll
+  for (int it = 0; it < NK; ++it) {
+    const int e = tid + it * THREADS, r = e / DS;
+    rk[it] = e < LK * DS && r < tk ? kperm[l0 + r] : -1;
+  }
+  if constexpr (DoV && !kSame) { // braces: a pragma between if and for detaches the loop
+#pragma unroll
+    for (int it = 0; it < NV; ++it) {
+      const int e = tid + it * THREADS, r = e / VS;
+      rv[it] = e < LK * VS && r < tk ? kperm[l0 + r] : -1;
+    }
+  }
+#pragma unroll
+  for (int it = 0; it < NK; ++it) {
+    const int e = tid + it * THREADS, r = e / DS, sg = e - r * DS;
+    if (e < LK * DS)
+      copyRow8<T>(ks + r * (D + 8) + 8 * sg, p.k, rk[it] < 0 ? -1 : kRow(p, kh, rk[it]) + 8 * sg);
+  }
+  if constexpr (DoV) {
+#pragma unroll
+    for (int it = 0; it < NV; ++it) {
+      const int e = tid + it * THREADS, r = e / VS, sg = e - r * VS;
+      if (e < LK * VS) {
+        const int row = kSame ? rk[it] : rv[it];
+        copyRow8<T>(vs + r * (DV + 8) + 8 * sg, p.v, row < 0 ? -1 : vRow(p, kh, row) + 8 * sg);
+      }
+    }
+  }
+  cpAsyncCommit();
+  cpAsyncWaitAll();
+}
+
 /// Moments of one output part for the 16 centroid rows of this warp: the
 /// flash-attention pattern with the centroids as queries and cluster j's keys
 /// as keys. S = qbar K^T on the tensor cores (qbar split into T hi + lo
@@ -164,31 +233,7 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
     const int tk = cmin(LK, kcount - l0);
     if (!resident) {
       __syncthreads(); // the previous chunk is no longer read
-      for (int e = tid; e < LK * DS; e += THREADS) {
-        const int r = e / DS, sg = e - r * DS;
-        float x[8] = {};
-        if (r < tk)
-          load8<T>(p.k, kRow(p, kh, kperm[l0 + r]) + 8 * sg, x);
-        uint4 pk;
-        pk.x = pack2<T>(x[0], x[1]);
-        pk.y = pack2<T>(x[2], x[3]);
-        pk.z = pack2<T>(x[4], x[5]);
-        pk.w = pack2<T>(x[6], x[7]);
-        *reinterpret_cast<uint4 *>(ks + r * (D + 8) + 8 * sg) = pk;
-      }
-      if (DoV)
-        for (int e = tid; e < LK * VS; e += THREADS) {
-          const int r = e / VS, sg = e - r * VS;
-          float x[8] = {};
-          if (r < tk)
-            load8<T>(p.v, vRow(p, kh, kperm[l0 + r]) + 8 * sg, x);
-          uint4 pk;
-          pk.x = pack2<T>(x[0], x[1]);
-          pk.y = pack2<T>(x[2], x[3]);
-          pk.z = pack2<T>(x[4], x[5]);
-          pk.w = pack2<T>(x[6], x[7]);
-          *reinterpret_cast<uint4 *>(vs + r * (DV + 8) + 8 * sg) = pk;
-        }
+      loadKeyChunk<Cfg, DoV>(p, ks, vs, kperm, kh, l0, tk, tid);
       __syncthreads();
     }
     if (!active)
@@ -245,7 +290,7 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
       const unsigned pa[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
                               pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      if constexpr (DoK)
+      if constexpr (DoK) {
 #pragma unroll
         for (int np = 0; np < D / 16; ++np) {
           unsigned b[4];
@@ -253,7 +298,8 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
           mma16816<T>(accK[2 * np], pa, b[0], b[1]);
           mma16816<T>(accK[2 * np + 1], pa, b[2], b[3]);
         }
-      if constexpr (DoV)
+      }
+      if constexpr (DoV) {
 #pragma unroll
         for (int np = 0; np < DV / 16; ++np) {
           unsigned b[4];
@@ -261,6 +307,7 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
           mma16816<T>(accV[2 * np], pa, b[0], b[1]);
           mma16816<T>(accV[2 * np + 1], pa, b[2], b[3]);
         }
+      }
     }
   }
   if (!active)
@@ -279,18 +326,20 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
     const float inv = 1.f / l[rr];
     if (DoK && t4 == 0)
       o[0] = m[rr] + logf(l[rr]);
-    if constexpr (DoK)
+    if constexpr (DoK) {
 #pragma unroll
       for (int c = 0; c < KN; ++c) {
         o[1 + 8 * c + 2 * t4] = accK[c][2 * rr] * inv;
         o[1 + 8 * c + 2 * t4 + 1] = accK[c][2 * rr + 1] * inv;
       }
-    if constexpr (DoV)
+    }
+    if constexpr (DoV) {
 #pragma unroll
       for (int c = 0; c < VN; ++c) {
         o[1 + D + 8 * c + 2 * t4] = accV[c][2 * rr] * inv;
         o[1 + D + 8 * c + 2 * t4 + 1] = accV[c][2 * rr + 1] * inv;
       }
+    }
   }
 }
 
@@ -321,30 +370,7 @@ template <class Cfg> __device__ void summarizeMma(const MuseParams &p) {
   }
   const bool resident = kcount <= LK;
   if (resident) {
-    for (int e = tid; e < LK * DS; e += THREADS) {
-      const int r = e / DS, sg = e - r * DS;
-      float x[8] = {};
-      if (r < kcount)
-        load8<T>(p.k, kRow(p, hi.kh, kperm[r]) + 8 * sg, x);
-      uint4 pk;
-      pk.x = pack2<T>(x[0], x[1]);
-      pk.y = pack2<T>(x[2], x[3]);
-      pk.z = pack2<T>(x[4], x[5]);
-      pk.w = pack2<T>(x[6], x[7]);
-      *reinterpret_cast<uint4 *>(ks + r * (D + 8) + 8 * sg) = pk;
-    }
-    for (int e = tid; e < LK * VS; e += THREADS) {
-      const int r = e / VS, sg = e - r * VS;
-      float x[8] = {};
-      if (r < kcount)
-        load8<T>(p.v, vRow(p, hi.kh, kperm[r]) + 8 * sg, x);
-      uint4 pk;
-      pk.x = pack2<T>(x[0], x[1]);
-      pk.y = pack2<T>(x[2], x[3]);
-      pk.z = pack2<T>(x[4], x[5]);
-      pk.w = pack2<T>(x[6], x[7]);
-      *reinterpret_cast<uint4 *>(vs + r * (DV + 8) + 8 * sg) = pk;
-    }
+    loadKeyChunk<Cfg, true>(p, ks, vs, kperm, hi.kh, 0, kcount, tid);
     __syncthreads();
   }
 

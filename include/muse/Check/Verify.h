@@ -83,11 +83,14 @@ struct BackwardReport {
   double dqRelL2 = 0, dkRelL2 = 0, dvRelL2 = 0; // ||g - g_ref|| / ||g_ref||
   bool outputsFinite = true;
   bool deterministic = true; // a second backward gave bit-identical dq, dk, dv
+  bool causalChecked = false; // causal specs: the causality check ran
+  bool causal = false;        // gradients at positions >= N/2 ignore dO at < N/2, bit for bit
   double medianMs = 0;       // backward only, when timedRuns > 0
   std::string str() const;
 };
 
-/// Fails with NoDevice where there is no GPU; InvalidArgument for a causal spec.
+/// Fails with NoDevice where there is no GPU. Causal specs need N == M (M is
+/// set to N when not given otherwise).
 Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &options,
                       bool withDLse, BackwardReport &report);
 

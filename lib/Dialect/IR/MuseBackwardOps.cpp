@@ -1,8 +1,7 @@
 //===- MuseBackwardOps.cpp - Verifier of muse.attention_backward ----------===//
 //
-// The backward layer op checks what its lowering relies on: an acausal spec
-// (the causal backward is not lowered yet), inputs of the spec's dtype and
-// dims, and f32 o, lse, dO and gradients. The three stage ops are only made by
+// The backward layer op checks what its lowering relies on (acausal or
+// causal spec alike): inputs of the spec's dtype and dims, and f32 o, lse, dO and gradients. The three stage ops are only made by
 // muse-decompose-backward from a verified layer op.
 //
 //===----------------------------------------------------------------------===//
@@ -28,8 +27,6 @@ LogicalResult expectTensor(Operation *op, StringRef what, Type type, int64_t ran
 
 LogicalResult AttentionBackwardOp::verify() {
   SpecAttr spec = getSpec();
-  if (spec.getCausal())
-    return emitOpError() << "needs an acausal spec; the causal backward is not lowered yet";
   const int64_t D = spec.getHeadDim(), Dv = spec.getValueDim();
   Type dt = spec.getDtype(), f32 = Float32Type::get(getContext());
   Operation *op = getOperation();

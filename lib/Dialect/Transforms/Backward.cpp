@@ -1,4 +1,4 @@
-//===- Backward.cpp - Derive, decompose and outline the acausal backward --===//
+//===- Backward.cpp - Derive, decompose and outline the backward ---------===//
 //
 // The backward is a second function next to the forward one, lowered to a
 // second muse.plan in the same module: one CUDA translation unit (one cubin)
@@ -13,6 +13,9 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
+#include "llvm/ADT/StringSet.h"
+
+#include <cstring>
 
 namespace mlir::muse {
 #define GEN_PASS_DEF_MUSEDERIVEBACKWARD
@@ -49,10 +52,7 @@ struct MuseDeriveBackward
     ModuleOp module = getOperation();
     SmallVector<std::pair<func::FuncOp, AttentionOp>> todo;
     for (func::FuncOp func : module.getOps<func::FuncOp>())
-      func.walk([&](AttentionOp op) {
-        if (!op.getSpec().getCausal())
-          todo.emplace_back(func, op);
-      });
+      func.walk([&](AttentionOp op) { todo.emplace_back(func, op); });
     for (auto [func, op] : todo) {
       std::string name = (func.getSymName() + "_backward").str();
       if (module.lookupSymbol(name)) {
@@ -106,13 +106,115 @@ struct MuseDecomposeBackward
   }
 };
 
-/// One backward kernel: wrapper name, template, threads, grid, stage text.
+/// One backward kernel: wrapper name, template, threads, grid, stage text and
+/// view (causal plans: "full" once, else once per far-field level).
 struct BwdKernel {
   const char *name, *instance;
   int64_t threads;
   DimExpr grid[3];
   const char *stage;
+  const char *view = "full";
 };
+
+/// The schedule muse-schedule gave the forward function `forwardName` (its
+/// summarize stage): the causal backward re-runs summarize, whose launch
+/// bounds are the forward's THREADS.
+ScheduleAttr forwardSchedule(ModuleOp module, StringRef forwardName) {
+  auto fwd = module.lookupSymbol<func::FuncOp>(forwardName);
+  if (!fwd)
+    return ScheduleAttr();
+  ScheduleAttr found;
+  fwd.walk([&](Operation *op) {
+    if (auto s = op->getAttrOfType<ScheduleAttr>("schedule"))
+      found = s;
+  });
+  return found;
+}
+
+/// The causal backward plan (templates/README.md "Backward (causal)"): the
+/// window's exact backward once, then per level the level's partition
+/// restored from what the forward saved, its centroids and summaries
+/// recomputed from it, and the acausal backward stages on the level's views.
+LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
+  MLIRContext *ctx = func.getContext();
+  auto module = func->getParentOfType<ModuleOp>();
+  StringRef name = func.getSymName();
+  ScheduleAttr sched = forwardSchedule(module, name.drop_back(strlen("_backward")));
+  if (!sched)
+    return func.emitOpError() << "needs the scheduled forward function @"
+                              << name.drop_back(strlen("_backward"))
+                              << " (run muse-schedule before muse-outline-backward)";
+  const int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
+  const int64_t S = spec.getBlockSize(), T = sched.getThreads();
+  OpBuilder b(func);
+  Location loc = func.getLoc();
+  auto plan = b.create<PlanOp>(loc, name, spec, sched);
+  plan->setAttr("muse.pass", b.getStringAttr("backward"));
+  OpBuilder pb = OpBuilder::atBlockEnd(&plan.getBody().front());
+  Type f32 = pb.getF32Type();
+  // Per level the views index rows as segments x segment length <= N + S and
+  // per-segment data as ceil(X / 2S) per position + X (Outline.cpp's causal
+  // buffers); bwd_delta is per position of the whole sequence.
+  auto perSeg = [&](int64_t x) { return (x + 2 * S - 1) / (2 * S); };
+  pb.create<BufferOp>(loc, "bwd_pg", f32, Side::Query, 2 * CK, 0, 2 * CK * S);
+  pb.create<BufferOp>(loc, "bwd_dr", f32, Side::Query, D, 0, D * S);
+  pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
+  pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, perSeg(CQ * CK * D), 0, CQ * CK * D);
+  const DimExpr one{Sym::One, 1, 1};
+  const DimExpr qh{Sym::QHeads, 1, 1}, kh{Sym::KHeads, 1, 1};
+  std::vector<BwdKernel> kernels = {
+      {"muse_backward_window_dq", "muse::backward_window_dq<MuseCfg>", kBwdThreads,
+       {DimExpr{Sym::N, kBwdWarps, 1}, qh, one}, "causal backward: exact window, dq and delta"},
+      {"muse_backward_window_dkdv", "muse::backward_window_dkdv<MuseCfg>", kBwdThreads,
+       {DimExpr{Sym::M, kBwdWarps, 1}, kh, one}, "causal backward: exact window, dk and dv"},
+      {"muse_backward_restore", "muse::backward_restore<MuseCfg>", 256,
+       {DimExpr{Sym::N, 256, 1}, qh, one}, "the level's saved member and key partition",
+       "segment"},
+      {"muse_backward_restore", "muse::backward_restore<MuseCfg>", 256,
+       {DimExpr{Sym::N, 256, 1}, qh, one}, "the level's saved served clusters", "served"},
+      {"muse_backward_cluster_sort_q", "muse::cluster_sort<MuseCfg, muse::Side::Query>", 1024,
+       {one, qh, one}, "permutation of the level's members by cluster", "segment"},
+      {"muse_backward_centroids", "muse::backward_centroids<MuseCfg>", D,
+       {DimExpr{Sym::One, 1, CQ}, qh, one}, "query centroids: means of the saved partition",
+       "segment"},
+      {"muse_backward_cluster_sort_k", "muse::cluster_sort<MuseCfg, muse::Side::Key>", 1024,
+       {one, kh, one}, "permutation of the level's keys by cluster", "segment"},
+      {"muse_backward_summarize", "muse::summarize<MuseCfg>", T,
+       {DimExpr{Sym::One, 1, CK}, qh, one}, "stage 1 recomputed from the saved partition",
+       "segment"},
+  };
+  if (spec.getNearClusters() > 0)
+    kernels.push_back({"muse_backward_select_near", "muse::select_near<MuseCfg>", 32,
+                       {DimExpr{Sym::One, 1, CQ}, qh, one}, "near clusters of the level",
+                       "segment"});
+  const BwdKernel tail[] = {
+      {"muse_backward_served_sort", "muse::served_sort<MuseCfg>", 1024, {one, qh, one},
+       "the level's served queries grouped by cluster", "served"},
+      {"muse_backward_rows", "muse::backward_rows<MuseCfg>", kBwdThreads,
+       {DimExpr{Sym::N, kBwdWarps, 1}, qh, one},
+       "backward stage 2 of the level's served queries (dq +=)", "served"},
+      {"muse_backward_keys", "muse::backward_keys<MuseCfg>", kBwdThreads,
+       {DimExpr{Sym::One, 1, CK}, kh, one}, "backward stage 1 of the level's keys (dk, dv +=)",
+       "served"},
+      {"muse_backward_centroid", "muse::backward_centroid<MuseCfg>", D,
+       {DimExpr{Sym::One, 1, CQ}, qh, one}, "the level's centroid gradient per member",
+       "served"},
+      {"muse_backward_members", "muse::backward_members<MuseCfg>", kBwdThreads,
+       {DimExpr{Sym::N, kBwdWarps, 1}, qh, one}, "the centroid share into the members' dq",
+       "segment"},
+  };
+  kernels.insert(kernels.end(), std::begin(tail), std::end(tail));
+  llvm::StringSet<> declared;
+  for (const BwdKernel &k : kernels)
+    if (declared.insert(k.name).second)
+      pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage);
+  for (const BwdKernel &k : kernels)
+    pb.create<LaunchOp>(loc, k.name, DimAttr::fromDimExpr(ctx, k.grid[0]),
+                        DimAttr::fromDimExpr(ctx, k.grid[1]), DimAttr::fromDimExpr(ctx, k.grid[2]),
+                        StringRef(k.view) == "full" ? StringAttr() : pb.getStringAttr(k.view));
+  func.erase();
+  return success();
+}
 
 LogicalResult outlineBackward(func::FuncOp func) {
   SpecAttr spec;
@@ -132,6 +234,8 @@ LogicalResult outlineBackward(func::FuncOp func) {
   }
   if (!any)
     return success(); // not a backward function
+  if (spec.getCausal())
+    return outlineCausalBackward(func, spec);
   MLIRContext *ctx = func.getContext();
   const int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
   OpBuilder b(func);

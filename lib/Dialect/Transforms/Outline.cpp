@@ -224,9 +224,11 @@ private:
     launch(std::string("muse_kmeans_init_") + s, "kmeans_init" + tmpl, 256,
            "k-means init (" + who + ")",
            {constant((C * spec.getHeadDim() + 255) / 256), heads(q), constant(1)});
+    // About 1024 points a block (the kernel takes any grid): its centroid
+    // tiles and member-sum flush are paid once per eight 128-point chunks.
     for (int64_t t = 0; t < spec.getKmeansIters(); ++t) {
       launch(std::string("muse_kmeans_assign_") + s, "kmeans_assign" + tmpl, 256,
-             "k-means assign (" + who + ")", {over(q ? Sym::N : Sym::M, 256), heads(q), constant(1)});
+             "k-means assign (" + who + ")", {over(q ? Sym::N : Sym::M, 1024), heads(q), constant(1)});
       launch(std::string("muse_kmeans_update_") + s, "kmeans_update" + tmpl, spec.getHeadDim(),
              "k-means update (" + who + ")", {constant(C), heads(q), constant(1)});
     }

@@ -13,7 +13,7 @@
 // PLAN-NEXT: buffer near heads=B*H perN=0 perM=0 fixed=4 elem=4
 // PLAN-NEXT: buffer row_lse heads=B*H perN=1 perM=0 fixed=0 elem=4
 // PLAN-NEXT: launch muse_kmeans_init_k grid=1,B*Hkv,1 block=256 shared=0 comment=k-means init (keys)
-// PLAN-NEXT: launch muse_kmeans_assign_k grid=ceil(M/256),B*Hkv,1 block=256 shared=0 comment=k-means assign (keys)
+// PLAN-NEXT: launch muse_kmeans_assign_k grid=ceil(M/1024),B*Hkv,1 block=256 shared=0 comment=k-means assign (keys)
 // PLAN: launch muse_far_field grid=4,B*H,1 block=128 shared=0 comment=stage 2: far field and exact near field
 // PLAN-NEXT: backward buffer bwd_pg heads=B*H perN=4 perM=0 fixed=0 elem=4
 // PLAN-NEXT: backward buffer bwd_dr heads=B*H perN=64 perM=0 fixed=0 elem=4
@@ -41,7 +41,7 @@
 // LAYOUT-NEXT: row_lse offset 71168 bytes 3200
 // LAYOUT-NEXT: workspace 74496
 // LAYOUT-NEXT: launch muse_kmeans_init_k grid 1 4 1 block 256
-// LAYOUT-NEXT: launch muse_kmeans_assign_k grid 2 4 1 block 256
+// LAYOUT-NEXT: launch muse_kmeans_assign_k grid 1 4 1 block 256
 // LAYOUT-NEXT: launch muse_kmeans_update_k grid 2 4 1 block 64
 // LAYOUT-NEXT: launch muse_cluster_sort_k grid 1 4 1 block 1024
 // LAYOUT-NEXT: launch muse_kmeans_init_q grid 1 8 1 block 256

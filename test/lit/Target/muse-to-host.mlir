@@ -23,12 +23,12 @@
 // CHECK-NEXT: return r;
 // CHECK-NEXT: if ((r = cuLaunchKernel(f, (unsigned)(2), (unsigned)(B * Hkv), (unsigned)(1), 256, 1, 1, 0, stream, args, NULL)) != CUDA_SUCCESS)
 // CHECK: // k-means assign (keys)
-// CHECK: cuLaunchKernel(f, (unsigned)(muse_ceil_div(M, 256)), (unsigned)(B * Hkv), (unsigned)(1), 256, 1, 1, 0, stream, args, NULL)
+// CHECK: cuLaunchKernel(f, (unsigned)(muse_ceil_div(M, 1024)), (unsigned)(B * Hkv), (unsigned)(1), 256, 1, 1, 0, stream, args, NULL)
 // CHECK: // k-means update (keys)
 // CHECK: cuLaunchKernel(f, (unsigned)(8), (unsigned)(B * Hkv), (unsigned)(1), 64, 1, 1,
 // CHECK: "muse_cluster_sort_k"
 // CHECK: "muse_kmeans_init_q"
-// CHECK: cuLaunchKernel(f, (unsigned)(muse_ceil_div(N, 256)), (unsigned)(B * H), (unsigned)(1), 256,
+// CHECK: cuLaunchKernel(f, (unsigned)(muse_ceil_div(N, 1024)), (unsigned)(B * H), (unsigned)(1), 256,
 // CHECK: "muse_cluster_sort_q"
 // CHECK: "muse_summarize"
 // CHECK: "muse_far_field"

@@ -27,11 +27,11 @@ func.func @causal_plan(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v:
 // CHECK: muse.kernel @muse_causal_export = "muse::causal_export<MuseCfg>" threads 256
 // CHECK: muse.launch @muse_causal_window grid ("ceil(N/32)", "B*H", "1"){{$}}
 // CHECK-NEXT: muse.launch @muse_kmeans_init_k grid ("2", "B*Hkv", "1") {view = "segment"}
-// CHECK-NEXT: muse.launch @muse_kmeans_assign_k grid ("ceil(M/256)", "B*Hkv", "1") {view = "segment"}
+// CHECK-NEXT: muse.launch @muse_kmeans_assign_k grid ("ceil(M/1024)", "B*Hkv", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_kmeans_update_k grid ("8", "B*Hkv", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_cluster_sort_k grid ("1", "B*Hkv", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_kmeans_init_q grid ("4", "B*H", "1") {view = "segment"}
-// CHECK-NEXT: muse.launch @muse_kmeans_assign_q grid ("ceil(N/256)", "B*H", "1") {view = "segment"}
+// CHECK-NEXT: muse.launch @muse_kmeans_assign_q grid ("ceil(N/1024)", "B*H", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_kmeans_update_q grid ("16", "B*H", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_cluster_sort_q grid ("1", "B*H", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_served_assign grid ("ceil(N/256)", "B*H", "1") {view = "served"}
