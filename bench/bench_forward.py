@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Acausal MuSe forward against PyTorch SDPA (cuDNN and flash backends) on the same inputs.
+"""MuSe forward against PyTorch SDPA (cuDNN and flash backends) on the same inputs.
+
+Acausal by default; --causal times causal MuSe (exact window + dyadic far field) against SDPA
+with is_causal=True, and the error is taken against exact causal attention.
 
 libmuse is called through its C ABI (include/muse/muse.h) with ctypes, on torch tensors' data
 pointers and torch's current stream. For every sequence length the exact backends are timed
@@ -8,8 +11,12 @@ once; every MuSe configuration is timed on the same rotated input sets. Times ar
 ||o - o_exact||^2 / ||o_exact||^2 on a subset of heads, exact attention computed in fp32 on the
 GPU by query chunks. Prints a table last and writes JSON (--json).
 
-Example (the command behind bench/results/):
+Examples (the commands behind bench/results/):
   python3 bench/bench_forward.py --lib prefix/lib/libmuse.so --json out.json
+  python3 bench/bench_forward.py --lib prefix/lib/libmuse.so --causal \
+      --configs o0:64:64:0:512:1,o1:64:64:0:512:1 --json causal.json
+A configuration is order:query_clusters:key_clusters:near_clusters, and for --causal also
+:block_size:window_blocks (default 512:1).
 """
 import argparse
 import ctypes
@@ -89,12 +96,33 @@ class Muse:
                                                     ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)))
 
 
-def spec_yaml(d, order, cq, ck, near, iters):
-    return (f"name: bench\n"
-            f"attention: {{causal: false, head_dim: {d}, value_dim: {d}, dtype: bf16, scale: auto, kv_heads_ratio: 1}}\n"
-            f"clustering: {{query_clusters: {cq}, key_clusters: {ck}, kmeans_iters: {iters}}}\n"
-            f"multipole: {{order: {order}, near_clusters: {near}}}\n"
-            f"target: {{arch: sm_90}}\n")
+def spec_yaml(d, cfg, iters):
+    order, cq, ck, near, block, window = cfg
+    causal = block is not None
+    y = (f"name: bench\n"
+         f"attention: {{causal: {'true' if causal else 'false'}, head_dim: {d}, value_dim: {d}, dtype: bf16, scale: auto, kv_heads_ratio: 1}}\n"
+         f"clustering: {{query_clusters: {cq}, key_clusters: {ck}, kmeans_iters: {iters}}}\n"
+         f"multipole: {{order: {order}, near_clusters: {near}}}\n"
+         f"target: {{arch: sm_90}}\n")
+    if causal:
+        y += f"causal: {{block_size: {block}, window_blocks: {window}}}\n"
+    return y
+
+
+def parse_configs(text, causal):
+    """order:cq:ck:near[:block_size:window_blocks] -> tuples; block/window None when acausal."""
+    configs = []
+    for c in text.split(","):
+        parts = c.split(":")
+        if len(parts) not in (4, 6) or not parts[0].startswith("o"):
+            raise SystemExit(f"bad --configs entry '{c}': expected order:query_clusters:key_clusters:"
+                             f"near_clusters[:block_size:window_blocks], e.g. o0:64:64:0:512:1")
+        if len(parts) == 6 and not causal:
+            raise SystemExit(f"--configs entry '{c}' has block_size:window_blocks; add --causal")
+        order, cq, ck, near = int(parts[0][1:]), int(parts[1]), int(parts[2]), int(parts[3])
+        block, window = ((int(parts[4]), int(parts[5])) if len(parts) == 6 else (512, 1)) if causal else (None, None)
+        configs.append((order, cq, ck, near, block, window))
+    return configs
 
 
 def time_ms(fn, inputs, reps, warmup=3):
@@ -113,15 +141,21 @@ def time_ms(fn, inputs, reps, warmup=3):
     return statistics.median(times), times
 
 
-def exact_fp32(q, k, v, heads, chunk=4096):
-    """Exact attention of the first `heads` heads of batch 0, fp32 on the GPU by query chunks."""
+def exact_fp32(q, k, v, heads, causal=False, chunk=4096):
+    """Exact attention of the first `heads` heads of batch 0, fp32 on the GPU by query chunks
+    (causal: query n sees keys 0..n)."""
     qs, ks, vs = q[0, :heads].float(), k[0, :heads].float(), v[0, :heads].float()
     scale = 1.0 / math.sqrt(q.shape[-1])
     out = torch.empty(heads, q.shape[2], v.shape[-1], device=q.device, dtype=torch.float32)
     for h in range(heads):
         for n0 in range(0, q.shape[2], chunk):
-            s = (qs[h, n0:n0 + chunk] @ ks[h].T) * scale
-            out[h, n0:n0 + chunk] = torch.softmax(s, dim=-1) @ vs[h]
+            n1 = min(n0 + chunk, q.shape[2])
+            kend = n1 if causal else ks.shape[1]
+            s = (qs[h, n0:n1] @ ks[h, :kend].T) * scale
+            if causal:
+                rows = torch.arange(n0, n1, device=q.device)[:, None]
+                s.masked_fill_(torch.arange(kend, device=q.device)[None, :] > rows, float("-inf"))
+            out[h, n0:n1] = torch.softmax(s, dim=-1) @ vs[h, :kend]
     return out
 
 
@@ -156,6 +190,8 @@ def main():
     ap.add_argument("--dims", default="64")
     ap.add_argument("--configs", default="o1:64:64:0,o1:16:64:0,o0:64:64:0,o1:64:64:4,o0:64:64:4",
                     help="order:query_clusters:key_clusters:near_clusters, comma separated")
+    ap.add_argument("--causal", action="store_true",
+                    help="causal MuSe against SDPA is_causal=True; configs may add :block_size:window_blocks")
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--err-heads", type=int, default=2)
@@ -177,17 +213,14 @@ def main():
             "cudnn": torch.backends.cudnn.version(), "commit": args.commit,
             "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
             "batch": args.batch, "heads": args.heads, "dtype": "bf16", "kmeans_iters": args.iters,
-            "reps": args.reps}
-    configs = []
-    for c in args.configs.split(","):
-        o, cq, ck, near = c.split(":")
-        configs.append((int(o[1:]), int(cq), int(ck), int(near)))
+            "reps": args.reps, "causal": args.causal}
+    configs = parse_configs(args.configs, args.causal)
     rows = []
     lengths = [int(x) for x in args.lengths.split(",") if x]
     muse_only = [int(x) for x in args.muse_only_lengths.split(",") if x]
     B, H = args.batch, args.heads
     for d in [int(x) for x in args.dims.split(",")]:
-        atts = {cfg: muse.build(spec_yaml(d, cfg[0], cfg[1], cfg[2], cfg[3], args.iters)) for cfg in configs}
+        atts = {cfg: muse.build(spec_yaml(d, cfg, args.iters)) for cfg in configs}
         for n in lengths + muse_only:
             if time.time() - t_start > args.budget_s:
                 print(f"budget: skipping D={d} N={n}", flush=True)
@@ -203,7 +236,7 @@ def main():
                 for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION)):
                     def run(q, k, v, backend=backend):
                         with sdpa_kernel([backend]):
-                            return F.scaled_dot_product_attention(q, k, v)
+                            return F.scaled_dot_product_attention(q, k, v, is_causal=args.causal)
                     try:
                         ms, _ = time_ms(run, inputs, args.reps if n <= 16384 else max(3, args.reps // 3))
                         base[name] = ms
@@ -212,10 +245,12 @@ def main():
                     except RuntimeError as e:
                         print(f"D={d} N={n} sdpa-{name}: failed: {e}", flush=True)
             q0, k0, v0 = inputs[0]
-            ref = exact_fp32(q0, k0, v0, args.err_heads)
+            ref = exact_fp32(q0, k0, v0, args.err_heads, causal=args.causal)
             for cfg, att in atts.items():
-                order, cq, ck, near = cfg
+                order, cq, ck, near, block, window = cfg
                 label = f"muse o{order} {cq}/{ck} near{near}"
+                if block is not None:
+                    label += f" S{block} w{window}"
                 shape = Shape(B, H, H, n, n)
                 wsb = muse.workspace_bytes(att, shape)
                 torch.cuda.synchronize()
@@ -235,7 +270,8 @@ def main():
                 torch.cuda.synchronize()
                 err = rel_sq_err(o[0, :args.err_heads], ref)
                 row = {"D": d, "N": n, "method": label, "order": order, "query_clusters": cq,
-                       "key_clusters": ck, "near_clusters": near, "ms": ms,
+                       "key_clusters": ck, "near_clusters": near, "causal": args.causal,
+                       "block_size": block, "window_blocks": window, "ms": ms,
                        "speedup_vs_cudnn": base["cudnn"] / ms if "cudnn" in base else None,
                        "speedup_vs_flash": base["flash"] / ms if "flash" in base else None,
                        "rel_sq_err_vs_exact": err, "workspace_bytes": wsb,
@@ -254,13 +290,13 @@ def main():
     with open(args.json, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
     print(f"\n{meta['gpu']}, driver {meta['driver']}, torch {meta['torch']}, commit {meta['commit']}")
-    print(f"B={B} H={H} bf16, k-means iters {args.iters}, median of >= {args.reps} runs (3 when slow)")
-    print(f"{'D':>4} {'N':>7} {'method':<26} {'ms':>9} {'x cuDNN':>8} {'x flash':>8} {'rel sq err':>10}")
+    print(f"{'causal' if args.causal else 'acausal'}, B={B} H={H} bf16, k-means iters {args.iters}, median of >= {args.reps} runs (3 when slow)")
+    print(f"{'D':>4} {'N':>7} {'method':<34} {'ms':>9} {'x cuDNN':>8} {'x flash':>8} {'rel sq err':>10}")
     for r in rows:
         sc = f"{r['speedup_vs_cudnn']:.2f}" if r.get("speedup_vs_cudnn") else "-"
         sf = f"{r['speedup_vs_flash']:.2f}" if r.get("speedup_vs_flash") else "-"
         er = f"{r['rel_sq_err_vs_exact']:.3f}" if "rel_sq_err_vs_exact" in r else "-"
-        print(f"{r['D']:>4} {r['N']:>7} {r['method']:<26} {r['ms']:>9.3f} {sc:>8} {sf:>8} {er:>10}")
+        print(f"{r['D']:>4} {r['N']:>7} {r['method']:<34} {r['ms']:>9.3f} {sc:>8} {sf:>8} {er:>10}")
 
 
 if __name__ == "__main__":

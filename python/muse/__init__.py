@@ -3,6 +3,7 @@
     import muse
     o = muse.attention(q, k, v)                      # [B, H, N, D] like SDPA
     o, lse = muse.attention(q, k, v, return_lse=True, query_clusters=32)
+    o.float().sum().backward()                      # dq, dk, dv (acausal specs)
 
 The kernels come from libmuse (C ABI, include/muse/muse.h), loaded with ctypes
 (see muse/_library.py for where it is looked for; MUSE_LIBRARY overrides).
@@ -30,8 +31,9 @@ def _torch_problem():
 _TORCH_PROBLEM = _torch_problem()
 
 if _TORCH_PROBLEM is None:
-    from ._api import attention  # noqa: F401  (registers muse::attention_forward)
-    from ._autograd import MuseAttentionFunction  # noqa: F401
+    # Registers muse::attention_forward, muse::attention_backward and the
+    # autograd formula that links them.
+    from ._api import attention  # noqa: F401
 else:
     def attention(*args, **kwargs):
         """Unavailable: see muse._TORCH_PROBLEM."""

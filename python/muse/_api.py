@@ -2,8 +2,7 @@
 
 import torch
 
-from . import _ops, _spec
-from ._autograd import MuseAttentionFunction
+from . import _autograd, _ops, _spec  # noqa: F401  (_autograd registers the backward)
 
 
 def _inner_contiguous(t):
@@ -38,6 +37,13 @@ def attention(q, k, v, is_causal=False, spec=None, scale=None, return_lse=False,
     kernel's fp32 output without the conversion), and with return_lse=True
     also lse [B, H, N] fp32. Runs on the current stream of q's device; the
     compiled kernels are cached per (spec, overrides, dtype, dims, device).
+
+    Differentiable in q, k, v (and through lse): when one of them requires
+    grad, the forward keeps its workspace (partitions, centroids, summaries)
+    until the backward, which gives the gradient of MuSe with the forward's
+    partitions held fixed, in the inputs' dtypes. A spec whose backward libmuse
+    lacks (causal, in builds without the causal backward) raises MuseError at
+    .backward(), never a silent fallback.
     """
     is_causal = bool(is_causal)
     _ops.validate(q, k, v, is_causal)
@@ -53,17 +59,24 @@ def attention(q, k, v, is_causal=False, spec=None, scale=None, return_lse=False,
     if scale is not None:
         value = scale if isinstance(scale, float) else float(scale)
         text = _spec.join_overrides(text, "attention.scale=" + _spec.format_value("scale", value))
+    # Single-line strings for the op (see _spec.escape_line_breaks); the op
+    # undoes it before building.
+    spec_arg, text = _spec.escape_line_breaks(spec_arg), _spec.escape_line_breaks(text)
     q, k, v = _inner_contiguous(q), _inner_contiguous(k), _inner_contiguous(v)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        o, lse = MuseAttentionFunction.apply(q, k, v, spec_arg, text, is_causal, out_fp32)
+        # Training: the forward keeps its workspace (partitions, centroids,
+        # summaries) for muse::attention_backward; autograd saves it.
+        o, lse, _ = torch.ops.muse.attention_forward(q, k, v, spec_arg, text, is_causal,
+                                                     out_fp32, True)
     elif (not torch.compiler.is_compiling() and type(q) is torch.Tensor and
           type(k) is torch.Tensor and type(v) is torch.Tensor and not _dispatch_mode_active()):
         # Eager inference on plain tensors: call the op's implementation
         # directly, saving the dispatcher's Python round trip (see the host
         # overhead measurement in python/tests/test_torch.py).
-        o, lse = _ops.launch(q, k, v, spec_arg, text, is_causal, out_fp32)
+        o, lse, _ = _ops.launch(q, k, v, spec_arg, text, is_causal, out_fp32)
     else:
-        o, lse = torch.ops.muse.attention_forward(q, k, v, spec_arg, text, is_causal, out_fp32)
+        o, lse, _ = torch.ops.muse.attention_forward(q, k, v, spec_arg, text, is_causal,
+                                                     out_fp32, False)
     return (o, lse) if return_lse else o
 
 

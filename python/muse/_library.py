@@ -49,6 +49,25 @@ class ForwardArgs(ctypes.Structure):
     ]
 
 
+class BackwardArgs(ctypes.Structure):
+    """muse_backward_args_t: o, d_o and the gradients are fp32; lse and d_lse
+    ([B, H, N] contiguous) may be NULL."""
+    _fields_ = [
+        ("shape", Shape),
+        ("q", ctypes.c_void_p), ("q_stride", _Stride),
+        ("k", ctypes.c_void_p), ("k_stride", _Stride),
+        ("v", ctypes.c_void_p), ("v_stride", _Stride),
+        ("o", ctypes.c_void_p), ("o_stride", _Stride),
+        ("lse", ctypes.c_void_p),
+        ("d_o", ctypes.c_void_p), ("d_o_stride", _Stride),
+        ("d_lse", ctypes.c_void_p),
+        ("dq", ctypes.c_void_p), ("dq_stride", _Stride),
+        ("dk", ctypes.c_void_p), ("dk_stride", _Stride),
+        ("dv", ctypes.c_void_p), ("dv_stride", _Stride),
+        ("workspace", ctypes.c_void_p), ("workspace_bytes", ctypes.c_int64),
+    ]
+
+
 class AttentionInfo(ctypes.Structure):
     _fields_ = [
         ("name", ctypes.c_char_p), ("arch", ctypes.c_char_p), ("dtype", ctypes.c_char_p),
@@ -100,6 +119,9 @@ def _declare(lib):
         "muse_attention_info": (c_status, [att_p, P(AttentionInfo)]),
         "muse_attention_workspace_bytes": (c_status, [att_p, P(Shape), P(ctypes.c_int64)]),
         "muse_attention_forward": (c_status, [att_p, P(ForwardArgs), ctypes.c_void_p]),
+        "muse_attention_backward_workspace_bytes": (
+            c_status, [att_p, P(Shape), P(ctypes.c_int64)]),
+        "muse_attention_backward": (c_status, [att_p, P(BackwardArgs), ctypes.c_void_p]),
     }
     for name, (restype, argtypes) in sig.items():
         fn = getattr(lib, name)  # AttributeError: the library is not libmuse

@@ -2,12 +2,19 @@
 its fake (meta) implementation for torch.compile, and the cache of compiled
 attentions.
 
-Schema: (q, k, v, spec, overrides, is_causal, out_fp32) -> (o, lse)
+Schema: (q, k, v, spec, overrides, is_causal, out_fp32, for_backward)
+        -> (o, lse, workspace)
   q [B, H, N, D], k [B, Hkv, M, D], v [B, Hkv, M, Dv] on one CUDA device, one
   dtype (bf16, f16, f32), last dimension contiguous, any other strides;
   spec: "" for the default spec, else a YAML path or text; overrides:
-  "section.field=value" lines; o [B, H, N, Dv] in q's dtype (fp32 when
+  "section.field=value" lines (both may come with line breaks escaped, as
+  muse.attention passes them: _spec.escape_line_breaks); o [B, H, N, Dv] in q's dtype (fp32 when
   out_fp32), lse [B, H, N] fp32 (natural log of each row's softmax sum).
+  workspace: with for_backward, the forward's workspace as uint8, allocated
+  with the backward's size (muse_attention_backward_workspace_bytes): the
+  partitions, centroids and summaries the backward reads (muse/_autograd.py,
+  muse::attention_backward); without it, an empty tensor (the forward's own
+  workspace is freed when the call returns).
 The strings are part of the schema, not hidden state, so that a compiled graph
 holds everything needed to rebuild the attention.
 """
@@ -108,6 +115,9 @@ def attention_for(spec, overrides, is_causal, dtype, D, Dv, ratio, device_index)
         if att is not None:
             return att
         dtype_name = DTYPE_NAMES[dtype]
+        # muse.attention passes the strings escaped to single lines.
+        spec = _spec.unescape_line_breaks(spec)
+        overrides = _spec.unescape_line_breaks(overrides)
         major, minor = torch.cuda.get_device_capability(device_index)
         text = _spec.call_overrides(spec, overrides, is_causal, dtype_name, D, Dv, ratio,
                                     "sm_%d%d" % (major, minor))
@@ -120,9 +130,14 @@ def attention_for(spec, overrides, is_causal, dtype, D, Dv, ratio, device_index)
         return att
 
 
-def launch(q, k, v, spec, overrides, is_causal, out_fp32):
+def _stream(device):
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def launch(q, k, v, spec, overrides, is_causal, out_fp32, for_backward=False):
     """Runs the forward on validated tensors (last dimension contiguous) on
-    the current stream of their device."""
+    the current stream of their device. Returns (o, lse, workspace), the
+    workspace None unless for_backward."""
     B, H, N, D = q.shape
     Hkv, M = k.shape[1], k.shape[2]
     Dv = v.shape[3]
@@ -131,7 +146,8 @@ def launch(q, k, v, spec, overrides, is_causal, out_fp32):
     att = attention_for(spec, overrides, is_causal, q.dtype, D, Dv, H // Hkv, index)
     o = torch.empty((B, H, N, Dv), dtype=torch.float32, device=device)
     lse = torch.empty((B, H, N), dtype=torch.float32, device=device)
-    nbytes = att.workspace_bytes(B, H, Hkv, N, M)
+    nbytes = (att.backward_workspace_bytes if for_backward else att.workspace_bytes)(
+        B, H, Hkv, N, M)
     # From PyTorch's caching allocator on the launch stream, so the block is
     # reused only after the kernels that use it (stream order).
     workspace = torch.empty(nbytes, dtype=torch.uint8, device=device) if nbytes else None
@@ -149,12 +165,12 @@ def launch(q, k, v, spec, overrides, is_causal, out_fp32):
     if index != torch.cuda.current_device():
         # The attention lives in this device's context; make it current.
         with torch.cuda.device(index):
-            att.forward(args, torch.cuda.current_stream(device).cuda_stream)
+            att.forward(args, _stream(device))
     else:
-        att.forward(args, torch.cuda.current_stream(device).cuda_stream)
+        att.forward(args, _stream(device))
     if not out_fp32 and q.dtype != torch.float32:
         o = o.to(q.dtype)
-    return o, lse
+    return o, lse, (workspace if for_backward else None)
 
 
 def _check_inner_contiguous(q, k, v):
@@ -166,23 +182,46 @@ def _check_inner_contiguous(q, k, v):
 
 
 def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: str, overrides: str,
-             is_causal: bool, out_fp32: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+             is_causal: bool, out_fp32: bool,
+             for_backward: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     validate(q, k, v, is_causal)
     _check_inner_contiguous(q, k, v)
-    return launch(q, k, v, spec, overrides, is_causal, out_fp32)
+    o, lse, workspace = launch(q, k, v, spec, overrides, is_causal, out_fp32, for_backward)
+    if workspace is None:
+        workspace = torch.empty(0, dtype=torch.uint8, device=q.device)
+    return o, lse, workspace
 
 
 attention_forward = torch.library.custom_op(
     OP_NAME, _forward, mutates_args=(), device_types="cuda",
     schema="(Tensor q, Tensor k, Tensor v, str spec, str overrides, bool is_causal, "
-           "bool out_fp32) -> (Tensor, Tensor)")
+           "bool out_fp32, bool for_backward) -> (Tensor, Tensor, Tensor)")
+
+
+def _concrete(n):
+    # A symbolic size (torch.compile with dynamic shapes) becomes its value,
+    # which adds a guard: the workspace's size is the compiled plan's
+    # Σ align256(heads·(a·N + b·M + c)) over its buffers, known only to
+    # libmuse for concrete shapes, so a traced training graph is specialised
+    # to its shape (inference graphs, which carry no workspace, stay dynamic).
+    return n if isinstance(n, int) else int(n)
 
 
 @attention_forward.register_fake
-def _forward_fake(q, k, v, spec, overrides, is_causal, out_fp32):
-    # Shapes only: no library and no GPU, so tracing works anywhere.
-    B, H, N, _ = q.shape
+def _forward_fake(q, k, v, spec, overrides, is_causal, out_fp32, for_backward):
+    # Shapes only. Inference needs no library and no GPU, so tracing works
+    # anywhere; a training graph saves the workspace, whose size comes from
+    # the compiled spec (built here on first use, then cached).
+    B, H, N, D = q.shape
+    Hkv, M = k.shape[1], k.shape[2]
     Dv = v.shape[3]
     o = q.new_empty((B, H, N, Dv), dtype=torch.float32 if out_fp32 else q.dtype)
     lse = q.new_empty((B, H, N), dtype=torch.float32)
-    return o, lse
+    nbytes = 0
+    if for_backward:
+        b, h, hkv, n, m, d, dv = (_concrete(x) for x in (B, H, Hkv, N, M, D, Dv))
+        index = q.device.index if q.device.index is not None else torch.cuda.current_device()
+        att = attention_for(spec, overrides, is_causal, q.dtype, d, dv, h // hkv, index)
+        nbytes = att.backward_workspace_bytes(b, h, hkv, n, m)
+    workspace = q.new_empty((nbytes,), dtype=torch.uint8)
+    return o, lse, workspace

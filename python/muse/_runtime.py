@@ -36,8 +36,9 @@ class Info:
 
 
 class Attention:
-    """A compiled and loaded spec. Thread-safe for forward (libmuse keeps no
-    per-call state in the attention); destroyed with the Python object."""
+    """A compiled and loaded spec. Thread-safe for forward and backward
+    (libmuse keeps no per-call state in the attention: a backward's state is
+    the forward's workspace); destroyed with the Python object."""
 
     def __init__(self, lib, handle):
         self._lib = lib
@@ -46,30 +47,52 @@ class Attention:
         lib.check(lib.cdll.muse_attention_info(handle, ctypes.byref(c)))
         self.info = Info(c)
         self._workspace = {}  # shape tuple -> bytes; a plan's size depends on the shape only
+        self._backward_workspace = {}  # the same for a forward + backward pair
         self._forward = lib.cdll.muse_attention_forward
+        self._backward = lib.cdll.muse_attention_backward
 
     def __del__(self):
         handle, self._handle = getattr(self, "_handle", None), None
         if handle:
             self._lib.cdll.muse_attention_destroy(handle)
 
-    def workspace_bytes(self, B, H, Hkv, N, M):
+    def _bytes(self, memo, query, B, H, Hkv, N, M):
         key = (B, H, Hkv, N, M)
-        n = self._workspace.get(key)
+        n = memo.get(key)
         if n is None:
             out = ctypes.c_int64()
-            self._lib.check(self._lib.cdll.muse_attention_workspace_bytes(
-                self._handle, ctypes.byref(_library.Shape(B, H, Hkv, N, M)), ctypes.byref(out)))
+            self._lib.check(query(self._handle, ctypes.byref(_library.Shape(B, H, Hkv, N, M)),
+                                  ctypes.byref(out)))
             n = out.value
-            if len(self._workspace) > 4096:  # many lengths in one process: stay bounded
-                self._workspace.clear()
-            self._workspace[key] = n
+            if len(memo) > 4096:  # many lengths in one process: stay bounded
+                memo.clear()
+            memo[key] = n
         return n
+
+    def workspace_bytes(self, B, H, Hkv, N, M):
+        """Bytes of the workspace of a forward call."""
+        return self._bytes(self._workspace, self._lib.cdll.muse_attention_workspace_bytes,
+                           B, H, Hkv, N, M)
+
+    def backward_workspace_bytes(self, B, H, Hkv, N, M):
+        """Bytes of a workspace that serves a forward call and then its
+        backward (>= workspace_bytes: the backward's scratch follows the
+        forward's buffers)."""
+        return self._bytes(self._backward_workspace,
+                           self._lib.cdll.muse_attention_backward_workspace_bytes,
+                           B, H, Hkv, N, M)
 
     def forward(self, args, stream):
         """args: a filled _library.ForwardArgs; stream: a CUstream as int (0 =
         the default stream)."""
         status = self._forward(self._handle, ctypes.byref(args), stream)
+        if status:
+            self._lib.check(status)
+
+    def backward(self, args, stream):
+        """args: a filled _library.BackwardArgs whose workspace is the one the
+        forward call used; stream: as for forward."""
+        status = self._backward(self._handle, ctypes.byref(args), stream)
         if status:
             self._lib.check(status)
 

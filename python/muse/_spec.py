@@ -121,6 +121,34 @@ def call_overrides(spec, overrides, is_causal, dtype_name, D, Dv, ratio, arch):
     return join_overrides(auto, overrides)
 
 
+def escape_line_breaks(text):
+    """The op's string arguments as single lines: torch.compile's inductor
+    copies a custom op's arguments into comments of the Python it generates,
+    where a line break of a YAML text or of the override lines would end the
+    comment and break the module (seen with torch 2.11 in backward graphs).
+    Plain str methods, so that torch.compile folds the call."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+_UNESCAPE = {"n": "\n", "r": "\r", "\\": "\\"}
+
+
+def unescape_line_breaks(text):
+    """The inverse of escape_line_breaks (run by the op, outside tracing)."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in _UNESCAPE:
+            out.append(_UNESCAPE[text[i + 1]])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
 def default_spec_path():
     """specs/default.yaml: inside the installed package (data/default.yaml) or
     in the source checkout that holds this package."""

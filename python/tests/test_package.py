@@ -99,6 +99,12 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(ctypes.sizeof(_library.Shape), 40)
         self.assertEqual(ctypes.sizeof(_library.ForwardArgs), 40 + 4 * 32 + 8 * 5)
         self.assertEqual(_library.AttentionInfo.scale.offset, 48)
+        # muse_backward_args_t: shape, q k v o (pointer + 3 strides each), lse,
+        # d_o + strides, d_lse, dq dk dv + strides, workspace and its size.
+        self.assertEqual(ctypes.sizeof(_library.BackwardArgs), 40 + 4 * 32 + 8 + 32 + 8 + 3 * 32
+                         + 16)
+        self.assertEqual(_library.BackwardArgs.d_o.offset, 176)
+        self.assertEqual(_library.BackwardArgs.dq.offset, 216)
 
     def test_null_arguments_are_errors_not_crashes(self):
         lib = _library.library()
@@ -106,6 +112,11 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(status, _errors.INVALID_ARGUMENT)
         with self.assertRaisesRegex(_errors.MuseArgumentError, "must not be NULL"):
             lib.check(status)
+        for name in ("muse_attention_backward", "muse_attention_backward_workspace_bytes"):
+            status = getattr(lib.cdll, name)(None, None, None)
+            self.assertEqual(status, _errors.INVALID_ARGUMENT, name)
+            with self.assertRaisesRegex(_errors.MuseArgumentError, "must not be NULL"):
+                lib.check(status)
 
 
 class KeywordTest(unittest.TestCase):
@@ -162,6 +173,18 @@ class KeywordTest(unittest.TestCase):
         self.assertEqual(_spec.split_overrides(""), [])
         self.assertEqual(_spec.split_overrides(_spec.join_overrides("a=1", "", "b=2")),
                          ["a=1", "b=2"])
+
+    def test_line_breaks_escape_and_come_back(self):
+        # The op's strings are single lines (torch.compile copies them into
+        # comments of generated code); the op gets back the exact text.
+        for text in ("", "a=1", "a=1\nb=2", "name: x\r\nattention: {dtype: bf16}\n",
+                     "c:\\path\\n.yaml", "\\", "trailing\\"):
+            escaped = _spec.escape_line_breaks(text)
+            self.assertNotIn("\n", escaped)
+            self.assertNotIn("\r", escaped)
+            self.assertEqual(_spec.unescape_line_breaks(escaped), text)
+        # Text that was never escaped (no backslash) passes through.
+        self.assertEqual(_spec.unescape_line_breaks("a=1\nb=2"), "a=1\nb=2")
 
     def test_keywords_cover_every_field_of_the_library(self):
         # An unknown field makes libmuse list every field it knows.
@@ -247,6 +270,9 @@ class BuildTest(unittest.TestCase):
         self.assertEqual(att.info.query_clusters, 16)
         self.assertEqual(att.info.dtype, "bf16")
         self.assertGreater(att.workspace_bytes(1, 2, 2, 256, 256), 0)
+        # The backward's scratch follows the forward's buffers.
+        self.assertGreater(att.backward_workspace_bytes(1, 2, 2, 256, 256),
+                           att.workspace_bytes(1, 2, 2, 256, 256))
 
     def test_precompile_without_gpu(self):
         _runtime.engine().precompile_file(_spec.default_spec_path())

@@ -378,8 +378,7 @@ int cmdEnv(const Args &args) {
                "          near_clusters; head_dim 64, 128; value_dim 64, 128; bf16, f16, f32\n"
                "          inputs (fp32 accumulation and o, lse); GQA (kv_heads_ratio); any N, M;\n"
                "          sm_80 and newer; acausal and causal backward (dq, dk, dv in fp32,\n"
-               "          libmuse and C ABI)\n"
-               "not yet:  backward through the PyTorch package\n";
+               "          libmuse, C ABI and the PyTorch package's autograd)\n";
   return 0;
 }
 
