@@ -88,6 +88,14 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
     return {st.code, "backward: " + msg};
   }
   if (spec.causal) {
+    // fillParams laid the backward's buffers right after the forward's; they
+    // move past the save area. Only these four exist: a buffer the backward
+    // plan gains later must be added here, or it would overlap the save area.
+    for (const BufferSpec &b : plan.backwardBuffers)
+      if (b.name != "bwd_pg" && b.name != "bwd_dr" && b.name != "bwd_delta" && b.name != "bwd_dqbar")
+        return {StatusCode::Internal, "backward: buffer '" + b.name +
+                                          "' of the causal backward plan has no place after the "
+                                          "partition save area (BackwardParams.cpp)"};
     for (float **scratch : {&p.bwd_pg, &p.bwd_dr, &p.bwd_delta, &p.bwd_dqbar})
       if (*scratch)
         *scratch = reinterpret_cast<float *>(reinterpret_cast<char *>(*scratch) + save);
