@@ -3,6 +3,7 @@
 
 #include "Lloyd.h"
 #include "Multipole.h"
+#include "Parallel.h"
 
 #include <numeric>
 #include <sstream>
@@ -33,11 +34,12 @@ RefStatus checkAssignments(const char *name, const std::vector<int32_t> &a,
 std::vector<int32_t> clusterHeads(const std::vector<double> &x, int64_t heads,
                                   int64_t n, int64_t D, int C, int iters) {
   std::vector<int32_t> assign(heads * n);
-  std::vector<double> centroids(size_t(C) * D);
-  std::vector<int64_t> counts(C);
-  for (int64_t h = 0; h < heads; ++h)
-    lloydKMeans(x.data() + h * n * D, n, D, C, iters, assign.data() + h * n,
-                centroids.data(), counts.data());
+  parallelFor(heads, 1, [&](int64_t h) { // each head's k-means on its own
+    std::vector<double> centroids(size_t(C) * D);
+    std::vector<int64_t> counts(C);
+    lloydKMeans(x.data() + h * n * D, n, D, C, iters, assign.data() + h * n, centroids.data(),
+                counts.data());
+  });
   return assign;
 }
 
@@ -82,9 +84,7 @@ RefStatus runAcausal(const MuseConfig &cfg, const RefShape &sh,
   }
   std::vector<int64_t> served(sh.N);
   std::iota(served.begin(), served.end(), int64_t(0));
-  std::vector<double> centroids;
-  std::vector<int64_t> counts;
-  for (int64_t bh = 0; bh < BH; ++bh) {
+  auto problem = [&](int64_t bh) {
     const int64_t kvh = sh.kvHeadOf(bh);
     MultipoleProblem p;
     p.D = sh.D;
@@ -101,22 +101,29 @@ RefStatus runAcausal(const MuseConfig &cfg, const RefShape &sh,
     p.memberAssign = p.servedCluster = part.query.data() + bh * sh.N;
     p.Cq = cfg.queryClusters;
     p.served = served.data();
-
-    double *o = fwd.o.data() + bh * sh.N * sh.Dv;
-    double *lse = fwd.lse.data() + bh * sh.N;
-    multipoleForward(p, o, lse);
+    return p;
+  };
+  // The forward of every head on its own (each writes only its slices).
+  parallelFor(BH, 1, [&](int64_t bh) {
+    const MultipoleProblem p = problem(bh);
+    multipoleForward(p, fwd.o.data() + bh * sh.N * sh.Dv, fwd.lse.data() + bh * sh.N);
+    std::vector<double> centroids;
+    std::vector<int64_t> counts;
     queryCentroids(p, centroids, counts);
     std::copy(centroids.begin(), centroids.end(),
               fwd.queryCentroids.begin() + bh * cfg.queryClusters * sh.D);
-    std::copy(counts.begin(), counts.end(),
-              fwd.queryCounts.begin() + bh * cfg.queryClusters);
-    if (grad) {
+    std::copy(counts.begin(), counts.end(), fwd.queryCounts.begin() + bh * cfg.queryClusters);
+  });
+  if (grad) {
+    // Serial, in head order: dk and dv add up over the heads of a GQA group.
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const int64_t kvh = sh.kvHeadOf(bh);
+      const MultipoleProblem p = problem(bh);
       double *dx = grad->dq.data() + bh * sh.N * sh.D;
-      multipoleBackward(p, o, lse, bwd->dO->data() + bh * sh.N * sh.Dv,
-                        bwd->dLse->empty() ? nullptr
-                                           : bwd->dLse->data() + bh * sh.N,
-                        dx, dx, grad->dk.data() + kvh * sh.M * sh.D,
-                        grad->dv.data() + kvh * sh.M * sh.Dv);
+      multipoleBackward(p, fwd.o.data() + bh * sh.N * sh.Dv, fwd.lse.data() + bh * sh.N,
+                        bwd->dO->data() + bh * sh.N * sh.Dv,
+                        bwd->dLse->empty() ? nullptr : bwd->dLse->data() + bh * sh.N, dx, dx,
+                        grad->dk.data() + kvh * sh.M * sh.D, grad->dv.data() + kvh * sh.M * sh.Dv);
     }
   }
   return RefStatus::success();

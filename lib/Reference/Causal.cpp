@@ -12,6 +12,7 @@
 #include "ExactRange.h"
 #include "Lloyd.h"
 #include "Multipole.h"
+#include "Parallel.h"
 #include "muse/Reference/Muse.h"
 
 #include <algorithm>
@@ -216,9 +217,11 @@ RefStatus runCausal(const MuseConfig &cfg, const RefShape &sh,
   fwd.lse.assign(sh.lseSize(), -std::numeric_limits<double>::infinity());
 
   auto windowBegin = [&](int64_t t) { return std::max<int64_t>(0, (t / S - w + 1) * S); };
-  std::vector<double> oPart, lsePart;
-  std::vector<int32_t> servedCluster;
-  for (int64_t bh = 0; bh < BH; ++bh) {
+  // Every head on its own: the window and its segments' partials write only
+  // the head's rows of o and lse.
+  parallelFor(BH, 1, [&](int64_t bh) {
+    std::vector<double> oPart, lsePart;
+    std::vector<int32_t> servedCluster;
     const int64_t kvh = sh.kvHeadOf(bh);
     const double *kh = k.data() + kvh * N * sh.D;
     const double *vh = v.data() + kvh * N * sh.Dv;
@@ -243,7 +246,7 @@ RefStatus runCausal(const MuseConfig &cfg, const RefShape &sh,
                      sh.Dv);
       }
     }
-  }
+  });
   if (!grad)
     return RefStatus::success();
 
@@ -251,7 +254,8 @@ RefStatus runCausal(const MuseConfig &cfg, const RefShape &sh,
   grad->dq.assign(sh.qSize(), 0.0);
   grad->dk.assign(sh.kSize(), 0.0);
   grad->dv.assign(sh.vSize(), 0.0);
-  for (int64_t bh = 0; bh < BH; ++bh) {
+  std::vector<int32_t> servedCluster;
+  for (int64_t bh = 0; bh < BH; ++bh) { // serial: dk, dv add up over a GQA group
     const int64_t kvh = sh.kvHeadOf(bh);
     const double *o = fwd.o.data() + bh * N * sh.Dv;
     const double *lse = fwd.lse.data() + bh * N;

@@ -2,6 +2,7 @@
 #include "muse/Reference/Exact.h"
 
 #include "ExactRange.h"
+#include "Parallel.h"
 #include "Validate.h"
 
 namespace muse::ref {
@@ -29,17 +30,14 @@ void forwardScaled(const RefShape &sh, bool causal, const std::vector<double> &x
                    ForwardResult &out) {
   out.o.assign(sh.oSize(), 0.0);
   out.lse.assign(sh.lseSize(), 0.0);
-  for (int64_t bh = 0; bh < sh.B * sh.H; ++bh) {
+  // Rows are independent: each writes its own o row and lse entry.
+  detail::parallelFor(sh.B * sh.H * sh.N, 64, [&](int64_t row) {
+    const int64_t bh = row / sh.N, n = row - bh * sh.N;
     const int64_t kvh = sh.kvHeadOf(bh);
-    const double *kh = k.data() + kvh * sh.M * sh.D;
-    const double *vh = v.data() + kvh * sh.M * sh.Dv;
-    for (int64_t n = 0; n < sh.N; ++n) {
-      const int64_t row = bh * sh.N + n;
-      detail::exactRangeForward(x.data() + row * sh.D, kh, vh, 0,
-                                causal ? n + 1 : sh.M, sh.D, sh.Dv,
-                                out.o.data() + row * sh.Dv, out.lse[row]);
-    }
-  }
+    detail::exactRangeForward(x.data() + row * sh.D, k.data() + kvh * sh.M * sh.D,
+                              v.data() + kvh * sh.M * sh.Dv, 0, causal ? n + 1 : sh.M, sh.D,
+                              sh.Dv, out.o.data() + row * sh.Dv, out.lse[row]);
+  });
 }
 
 std::vector<double> scaled(const std::vector<double> &q, double s) {

@@ -205,6 +205,6 @@ int main(int argc, char **argv) {
   }
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("\n(%.1f s on one CPU core)\n", secs);
+  std::printf("\n(%.1f s; heads run on several threads, MUSE_REF_THREADS=1 for one)\n", secs);
   return 0;
 }

@@ -1,6 +1,9 @@
 //===- CausalMuseTest.cpp - ALGORITHM.md §4 invariants, causality, grads --===//
 #include "RefTestUtil.h"
 
+#include <cstdlib>
+#include <string>
+
 using namespace muse::ref;
 using namespace muse::ref::test;
 
@@ -180,3 +183,40 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto &info) { return std::string(info.param.name); });
 
 } // namespace
+
+// The reference runs heads (and exact rows) on several threads; the thread
+// count must not change a single bit of any output (MUSE_REF_THREADS).
+TEST(ReferenceThreads, ThreadCountDoesNotChangeResults) {
+  const RefShape sh{2, 4, 2, 53, 53, 6, 5};
+  const Inputs in = randomInputs(sh, 91);
+  const char *before = std::getenv("MUSE_REF_THREADS");
+  const std::string saved = before ? before : "";
+  auto run = [&](const char *threads, bool causalCfg, MuseForwardResult &r, ForwardResult &e) {
+    setenv("MUSE_REF_THREADS", threads, 1);
+    MuseConfig cfg = causalCfg ? causal(3, 4, 1, 4, 1, 1) : MuseConfig{};
+    if (!causalCfg) {
+      cfg.queryClusters = 5;
+      cfg.keyClusters = 4;
+      cfg.order = 1;
+      cfg.nearClusters = 1;
+    }
+    ASSERT_TRUE(museForward(cfg, sh, in.q, in.k, in.v, nullptr, r).ok);
+    ASSERT_TRUE(exactForward(sh, causalCfg, 0.0, in.q, in.k, in.v, e).ok);
+  };
+  for (bool causalCfg : {false, true}) {
+    MuseForwardResult one, many;
+    ForwardResult exactOne, exactMany;
+    run("1", causalCfg, one, exactOne);
+    run("7", causalCfg, many, exactMany);
+    EXPECT_EQ(one.o, many.o);
+    EXPECT_EQ(one.lse, many.lse);
+    EXPECT_EQ(one.partitions.query, many.partitions.query);
+    EXPECT_EQ(one.partitions.key, many.partitions.key);
+    EXPECT_EQ(exactOne.o, exactMany.o);
+    EXPECT_EQ(exactOne.lse, exactMany.lse);
+  }
+  if (before)
+    setenv("MUSE_REF_THREADS", saved.c_str(), 1);
+  else
+    unsetenv("MUSE_REF_THREADS");
+}
