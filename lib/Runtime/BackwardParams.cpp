@@ -79,7 +79,8 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
     return invalid("backward: workspace has " + std::to_string(a.workspaceBytes) +
                    " bytes; this call needs " + std::to_string(need) +
                    " (Attention::backwardWorkspaceBytes)");
-  if (Status st = fillParams(spec, combined, f, p); !st.ok()) {
+  // Causal: the backward's scratch lies after the partition save area.
+  if (Status st = fillParams(spec, combined, f, p, plan.buffers.size(), save); !st.ok()) {
     // fillParams names Attention::workspaceBytes; the backward needs more.
     const std::string from = "(Attention::workspaceBytes)";
     std::string msg = st.message;
@@ -87,20 +88,8 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
       msg.replace(at, from.size(), "(Attention::backwardWorkspaceBytes)");
     return {st.code, "backward: " + msg};
   }
-  if (spec.causal) {
-    // fillParams laid the backward's buffers right after the forward's; they
-    // move past the save area. Only these four exist: a buffer the backward
-    // plan gains later must be added here, or it would overlap the save area.
-    for (const BufferSpec &b : plan.backwardBuffers)
-      if (b.name != "bwd_pg" && b.name != "bwd_dr" && b.name != "bwd_delta" && b.name != "bwd_dqbar")
-        return {StatusCode::Internal, "backward: buffer '" + b.name +
-                                          "' of the causal backward plan has no place after the "
-                                          "partition save area (BackwardParams.cpp)"};
-    for (float **scratch : {&p.bwd_pg, &p.bwd_dr, &p.bwd_delta, &p.bwd_dqbar})
-      if (*scratch)
-        *scratch = reinterpret_cast<float *>(reinterpret_cast<char *>(*scratch) + save);
+  if (spec.causal)
     bindCausalSave(s, spec.blockSize, spec.windowBlocks, a.workspace, plan.workspaceBytes(s), p);
-  }
   p.dout = a.dO;
   p.dlse = a.dLse;
   p.dq = a.dq;

@@ -190,6 +190,11 @@ Status checkForwardArgs(const Spec &spec, const LaunchPlan &plan, const ForwardA
 
 Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &a,
                   MuseParams &p) {
+  return fillParams(spec, plan, a, p, plan.buffers.size(), 0);
+}
+
+Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &a,
+                  MuseParams &p, size_t gapAt, int64_t gapBytes) {
   if (Status st = checkForwardArgs(spec, plan, a); !st.ok())
     return st;
   std::memset(&p, 0, sizeof(p));
@@ -220,7 +225,7 @@ Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &a
     const WorkspaceField *f = findField(plan.buffers[i].name);
     if (!f)
       return checkPlanBuffers(plan);
-    void *ptr = static_cast<char *>(a.workspace) + offsets[i];
+    void *ptr = static_cast<char *>(a.workspace) + offsets[i] + (i >= gapAt ? gapBytes : 0);
     std::memcpy(reinterpret_cast<char *>(&p) + f->offset, &ptr, sizeof(ptr));
   }
   return Status::success();

@@ -29,6 +29,12 @@ Status checkForwardArgs(const Spec &spec, const LaunchPlan &plan, const ForwardA
 Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &args,
                   MuseParams &p);
 
+/// fillParams, with the buffers from index `gapAt` on placed `gapBytes` later
+/// than the plan's offsets (the causal backward: the forward's buffers, the
+/// partition save area, then the backward's scratch).
+Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &args,
+                  MuseParams &p, size_t gapAt, int64_t gapBytes);
+
 /// Validates a backward call (shape, pointers, strides, workspace of
 /// plan.backwardWorkspaceBytes) and fills `p` for the backward plan: the
 /// forward's buffers at their offsets, then the backward's scratch.
