@@ -151,31 +151,30 @@ RefStatus preparePartitions(const MuseConfig &cfg, const RefShape &sh,
   for (const Segment &seg : segs) {
     const int Ck = static_cast<int>(std::min<int64_t>(cfg.keyClusters, seg.len));
     const int Cq = static_cast<int>(std::min<int64_t>(cfg.queryClusters, seg.len));
-    for (int64_t hk = 0; hk < BHkv; ++hk) {
-      int32_t *a = part.key.data() + at(seg.level, BHkv, hk, N, seg.begin);
+    // One head's partition of the segment on one side: k-means over the
+    // segment's points, or a range check of the given partition.
+    auto partition = [&](const char *side, std::vector<int32_t> &assign,
+                         const std::vector<double> &points, int64_t heads, int64_t head,
+                         int C) -> RefStatus {
+      int32_t *a = assign.data() + at(seg.level, heads, head, N, seg.begin);
       if (!given) {
-        centroids.resize(size_t(Ck) * sh.D);
-        counts.resize(Ck);
-        lloydKMeans(k.data() + (hk * N + seg.begin) * sh.D, seg.len, sh.D, Ck,
+        centroids.resize(size_t(C) * sh.D);
+        counts.resize(C);
+        lloydKMeans(points.data() + (head * N + seg.begin) * sh.D, seg.len, sh.D, C,
                     cfg.kmeansIters, a, centroids.data(), counts.data());
-        continue;
+        return RefStatus::success();
       }
       for (int64_t t = 0; t < seg.len; ++t)
-        if (a[t] < 0 || a[t] >= Ck)
-          return rangeError("key", seg.level, hk, seg.begin + t, a[t], Ck);
-    }
+        if (a[t] < 0 || a[t] >= C)
+          return rangeError(side, seg.level, head, seg.begin + t, a[t], C);
+      return RefStatus::success();
+    };
+    for (int64_t hk = 0; hk < BHkv; ++hk)
+      if (RefStatus st = partition("key", part.key, k, BHkv, hk, Ck); !st)
+        return st;
     for (int64_t bh = 0; bh < BH; ++bh) {
-      int32_t *a = part.query.data() + at(seg.level, BH, bh, N, seg.begin);
-      if (!given) {
-        centroids.resize(size_t(Cq) * sh.D);
-        counts.resize(Cq);
-        lloydKMeans(x.data() + (bh * N + seg.begin) * sh.D, seg.len, sh.D, Cq,
-                    cfg.kmeansIters, a, centroids.data(), counts.data());
-      } else {
-        for (int64_t t = 0; t < seg.len; ++t)
-          if (a[t] < 0 || a[t] >= Cq)
-            return rangeError("query", seg.level, bh, seg.begin + t, a[t], Cq);
-      }
+      if (RefStatus st = partition("query", part.query, x, BH, bh, Cq); !st)
+        return st;
       // Served queries: nearest centroid (means of the members), or checked.
       MultipoleProblem p = segmentProblem(cfg, sh, x, k, v, part, seg, bh);
       queryCentroids(p, centroids, counts);

@@ -16,12 +16,7 @@ RefStatus validateInputs(const RefShape &shape, bool causal, double scale,
     return st;
   if (RefStatus st = detail::validateScale(scale); !st)
     return st;
-  for (RefStatus st : {detail::validateTensor("q", q, shape.qSize()),
-                       detail::validateTensor("k", k, shape.kSize()),
-                       detail::validateTensor("v", v, shape.vSize())})
-    if (!st)
-      return st;
-  return RefStatus::success();
+  return detail::validateQkv(shape, q, k, v);
 }
 
 // Forward without validation; x is the scaled q.

@@ -13,12 +13,7 @@ RefStatus validateInputs(const MuseConfig &cfg, const RefShape &shape,
                          const std::vector<double> &v) {
   if (RefStatus st = detail::validateConfig(cfg, shape); !st)
     return st;
-  for (RefStatus st : {detail::validateTensor("q", q, shape.qSize()),
-                       detail::validateTensor("k", k, shape.kSize()),
-                       detail::validateTensor("v", v, shape.vSize())})
-    if (!st)
-      return st;
-  return RefStatus::success();
+  return detail::validateQkv(shape, q, k, v);
 }
 
 RefStatus run(const MuseConfig &cfg, const RefShape &shape,

@@ -80,6 +80,15 @@ RefStatus validateTensor(const char *name, const std::vector<double> &t,
   return RefStatus::success();
 }
 
+RefStatus validateQkv(const RefShape &shape, const std::vector<double> &q,
+                      const std::vector<double> &k, const std::vector<double> &v) {
+  for (RefStatus st : {validateTensor("q", q, shape.qSize()), validateTensor("k", k, shape.kSize()),
+                       validateTensor("v", v, shape.vSize())})
+    if (!st)
+      return st;
+  return RefStatus::success();
+}
+
 RefStatus validateOptionalTensor(const char *name, const std::vector<double> &t,
                                  int64_t expected) {
   if (t.empty())

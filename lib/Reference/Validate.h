@@ -11,6 +11,9 @@ RefStatus validateShape(const RefShape &shape, bool causal);
 /// `name` has exactly `expected` elements, all finite.
 RefStatus validateTensor(const char *name, const std::vector<double> &t,
                          int64_t expected);
+/// q, k and v sized for `shape` (validateTensor each, in that order).
+RefStatus validateQkv(const RefShape &shape, const std::vector<double> &q,
+                      const std::vector<double> &k, const std::vector<double> &v);
 /// Like validateTensor, but an empty vector is allowed (means zero).
 RefStatus validateOptionalTensor(const char *name, const std::vector<double> &t,
                                  int64_t expected);
