@@ -7,6 +7,7 @@
 #define MUSE_LIB_CHECK_DEVICE_H
 
 #include "muse/Runtime/CudaDriver.h"
+#include "muse/Runtime/Engine.h"
 
 #include <algorithm>
 #include <functional>
@@ -21,6 +22,33 @@
   } while (0)
 
 namespace muse::check {
+
+/// Strides (elements) of contiguous [B, H, rows, width] tensors: q, k, v and o
+/// of a.shape with head dim D and value dim Dv.
+inline void setStrides(int64_t (&s)[3], int64_t heads, int64_t rows, int64_t width) {
+  s[0] = heads * rows * width;
+  s[1] = rows * width;
+  s[2] = width;
+}
+inline void setContiguousStrides(ForwardArgs &a, int64_t D, int64_t Dv) {
+  const Shape &sh = a.shape;
+  setStrides(a.qStride, sh.H, sh.N, D);
+  setStrides(a.kStride, sh.Hkv, sh.M, D);
+  setStrides(a.vStride, sh.Hkv, sh.M, Dv);
+  setStrides(a.oStride, sh.H, sh.N, Dv);
+}
+/// The same for a backward call: dO like o, dq/dk/dv like q/k/v.
+inline void setContiguousStrides(BackwardArgs &b, int64_t D, int64_t Dv) {
+  const Shape &sh = b.shape;
+  setStrides(b.qStride, sh.H, sh.N, D);
+  setStrides(b.kStride, sh.Hkv, sh.M, D);
+  setStrides(b.vStride, sh.Hkv, sh.M, Dv);
+  setStrides(b.oStride, sh.H, sh.N, Dv);
+  setStrides(b.dOStride, sh.H, sh.N, Dv);
+  setStrides(b.dqStride, sh.H, sh.N, D);
+  setStrides(b.dkStride, sh.Hkv, sh.M, D);
+  setStrides(b.dvStride, sh.Hkv, sh.M, Dv);
+}
 
 /// A device allocation freed on scope exit.
 class DeviceBuffer {

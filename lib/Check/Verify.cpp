@@ -140,14 +140,7 @@ Status verifyForward(Engine &engine, const Spec &spec, const VerifyOptions &opti
   args.v = dv.get();
   args.o = static_cast<float *>(dO.get());
   args.lse = static_cast<float *>(dLse.get());
-  int64_t qS[3] = {shape.H * shape.N * D, shape.N * D, D};
-  int64_t kS[3] = {shape.Hkv * shape.M * D, shape.M * D, D};
-  int64_t vS[3] = {shape.Hkv * shape.M * Dv, shape.M * Dv, Dv};
-  int64_t oS[3] = {shape.H * shape.N * Dv, shape.N * Dv, Dv};
-  std::copy(qS, qS + 3, args.qStride);
-  std::copy(kS, kS + 3, args.kStride);
-  std::copy(vS, vS + 3, args.vStride);
-  std::copy(oS, oS + 3, args.oStride);
+  setContiguousStrides(args, D, Dv);
   args.workspace = dWs.get();
   args.workspaceBytes = ws;
   args.queryAssign = static_cast<int32_t *>(dQa.get());
@@ -310,12 +303,7 @@ Status verifyCausality(Engine &engine, const Spec &spec, const Shape &requested,
     args.v = dv.get();
     args.o = static_cast<float *>(dO.get());
     args.lse = static_cast<float *>(dLse.get());
-    int64_t qS[3] = {shape.H * N * D, N * D, D}, kS[3] = {shape.Hkv * N * D, N * D, D};
-    int64_t vS[3] = {shape.Hkv * N * Dv, N * Dv, Dv}, oS[3] = {shape.H * N * Dv, N * Dv, Dv};
-    std::copy(qS, qS + 3, args.qStride);
-    std::copy(kS, kS + 3, args.kStride);
-    std::copy(vS, vS + 3, args.vStride);
-    std::copy(oS, oS + 3, args.oStride);
+    setContiguousStrides(args, D, Dv); // causal: M == N
     args.workspace = dWs.get();
     args.workspaceBytes = ws;
     MUSE_TRY(attention->forward(args, nullptr));

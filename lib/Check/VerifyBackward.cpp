@@ -141,10 +141,6 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
     MUSE_TRY(bdLse.upload(dLsef.data(), dLsef.size() * 4));
   MUSE_TRY(bws.poison());
 
-  const int64_t qS[3] = {shape.H * shape.N * D, shape.N * D, D};
-  const int64_t kS[3] = {shape.Hkv * shape.M * D, shape.M * D, D};
-  const int64_t vS[3] = {shape.Hkv * shape.M * Dv, shape.M * Dv, Dv};
-  const int64_t oS[3] = {shape.H * shape.N * Dv, shape.N * Dv, Dv};
   ForwardArgs f;
   f.shape = shape;
   f.q = bq.get();
@@ -152,10 +148,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   f.v = bv.get();
   f.o = bo.f();
   f.lse = blse.f();
-  std::copy(qS, qS + 3, f.qStride);
-  std::copy(kS, kS + 3, f.kStride);
-  std::copy(vS, vS + 3, f.vStride);
-  std::copy(oS, oS + 3, f.oStride);
+  setContiguousStrides(f, D, Dv);
   f.workspace = bws.get();
   f.workspaceBytes = ws;
   f.queryAssign = static_cast<int32_t *>(bqa.get());
@@ -176,14 +169,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   b.dq = bdq.f();
   b.dk = bdk.f();
   b.dv = bdv.f();
-  std::copy(qS, qS + 3, b.qStride);
-  std::copy(kS, kS + 3, b.kStride);
-  std::copy(vS, vS + 3, b.vStride);
-  std::copy(oS, oS + 3, b.oStride);
-  std::copy(oS, oS + 3, b.dOStride);
-  std::copy(qS, qS + 3, b.dqStride);
-  std::copy(kS, kS + 3, b.dkStride);
-  std::copy(vS, vS + 3, b.dvStride);
+  setContiguousStrides(b, D, Dv);
   b.workspace = bws.get();
   b.workspaceBytes = ws;
   auto &drv = CudaDriver::get();
