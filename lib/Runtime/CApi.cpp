@@ -64,6 +64,12 @@ muse_status_t wrap(std::shared_ptr<muse::Attention> att, const muse::Status &s,
   return MUSE_OK;
 }
 
+muse::Shape toShape(const muse_shape_t &c) { return {c.B, c.H, c.Hkv, c.N, c.M}; }
+
+bool allPositive(const muse::Shape &s) {
+  return s.B >= 1 && s.H >= 1 && s.Hkv >= 1 && s.N >= 1 && s.M >= 1;
+}
+
 #define MUSE_REQUIRE(cond, what)                                                           \
   if (!(cond))                                                                             \
     return fail(MUSE_ERROR_INVALID_ARGUMENT, what);
@@ -177,8 +183,8 @@ muse_status_t muse_attention_workspace_bytes(const muse_attention_t *attention,
   return guarded([&] {
     MUSE_REQUIRE(attention && shape && out,
                  "muse_attention_workspace_bytes: attention, shape and out must not be NULL");
-    muse::Shape s{shape->B, shape->H, shape->Hkv, shape->N, shape->M};
-    MUSE_REQUIRE(s.B >= 1 && s.H >= 1 && s.Hkv >= 1 && s.N >= 1 && s.M >= 1,
+    const muse::Shape s = toShape(*shape);
+    MUSE_REQUIRE(allPositive(s),
                  "muse_attention_workspace_bytes: every dimension of the shape must be >= 1");
     *out = attention->att->workspaceBytes(s);
     return MUSE_OK;
@@ -191,7 +197,7 @@ muse_status_t muse_attention_forward(muse_attention_t *attention,
     MUSE_REQUIRE(attention && args, "muse_attention_forward: attention and args must not be "
                                     "NULL");
     muse::ForwardArgs f;
-    f.shape = {args->shape.B, args->shape.H, args->shape.Hkv, args->shape.N, args->shape.M};
+    f.shape = toShape(args->shape);
     f.q = args->q;
     f.k = args->k;
     f.v = args->v;
@@ -216,10 +222,9 @@ muse_status_t muse_attention_backward_workspace_bytes(const muse_attention_t *at
   return guarded([&] {
     MUSE_REQUIRE(attention && shape && out, "muse_attention_backward_workspace_bytes: attention, "
                                             "shape and out must not be NULL");
-    muse::Shape s{shape->B, shape->H, shape->Hkv, shape->N, shape->M};
-    MUSE_REQUIRE(s.B >= 1 && s.H >= 1 && s.Hkv >= 1 && s.N >= 1 && s.M >= 1,
-                 "muse_attention_backward_workspace_bytes: every dimension of the shape must be "
-                 ">= 1");
+    const muse::Shape s = toShape(*shape);
+    MUSE_REQUIRE(allPositive(s), "muse_attention_backward_workspace_bytes: every dimension of "
+                                 "the shape must be >= 1");
     *out = attention->att->backwardWorkspaceBytes(s);
     return MUSE_OK;
   });
@@ -231,7 +236,7 @@ muse_status_t muse_attention_backward(muse_attention_t *attention,
     MUSE_REQUIRE(attention && args, "muse_attention_backward: attention and args must not be "
                                     "NULL");
     muse::BackwardArgs b;
-    b.shape = {args->shape.B, args->shape.H, args->shape.Hkv, args->shape.N, args->shape.M};
+    b.shape = toShape(args->shape);
     b.q = args->q;
     b.k = args->k;
     b.v = args->v;
