@@ -131,8 +131,10 @@ template <class Cfg> __device__ void causal_window_fp32(const MuseParams &p) {
   }
 }
 
-/// Grid (ceil(N/BQ), B*H), block THREADS: 16-bit inputs on the tensor cores
-/// (causal_window_mma.cuh), f32 inputs exactly in fp32.
+/// 16-bit inputs on the tensor cores (causal_window_mma.cuh: grid
+/// (ceil(N/WindowMmaTiles::BQ), B*H), block WindowMmaTiles::THREADS), f32
+/// inputs exactly in fp32 (grid (ceil(N/WindowTiles::BQ), B*H), block THREADS);
+/// Outline.cpp launches accordingly.
 template <class Cfg> __device__ void causal_window(const MuseParams &p) {
   if constexpr (WindowMmaTiles<Cfg>::usable)
     causal_window_mma<Cfg>(p);

@@ -54,8 +54,14 @@ public:
     int64_t T = sched.getThreads();
     if (isa<WindowOp>(op)) {
       use({"run_lse"});
-      int64_t bq = std::min<int64_t>(32, spec.getBlockSize()); // WindowTiles::BQ
-      launch("muse_causal_window", "causal_window<MuseCfg>", T,
+      // 16-bit inputs: the flash kernel's tile of min(128, S) queries (64 when
+      // D + Dv > 128), a warp per 16 rows (WindowMmaTiles); f32: WindowTiles.
+      int64_t S = spec.getBlockSize(), bq = std::min<int64_t>(32, S), threads = T;
+      if (!spec.getDtype().isF32()) {
+        bq = std::min<int64_t>(spec.getHeadDim() + spec.getValueDim() > 128 ? 64 : 128, S);
+        threads = 32 * (bq / 16);
+      }
+      launch("muse_causal_window", "causal_window<MuseCfg>", threads,
              "causal near field: exact attention over the window", {over(Sym::N, bq), heads(true), constant(1)},
              "full");
       return true;

@@ -25,7 +25,7 @@ func.func @causal_plan(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v:
 // CHECK: muse.kernel @muse_served_sort = "muse::served_sort<MuseCfg>" threads 1024
 // CHECK: muse.kernel @muse_causal_merge = "muse::causal_merge<MuseCfg>" threads 128
 // CHECK: muse.kernel @muse_causal_export = "muse::causal_export<MuseCfg>" threads 256
-// CHECK: muse.launch @muse_causal_window grid ("ceil(N/32)", "B*H", "1"){{$}}
+// CHECK: muse.launch @muse_causal_window grid ("ceil(N/64)", "B*H", "1"){{$}}
 // CHECK-NEXT: muse.launch @muse_kmeans_init_k grid ("2", "B*Hkv", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_kmeans_assign_k grid ("ceil(M/1024)", "B*Hkv", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_kmeans_update_k grid ("8", "B*Hkv", "1") {view = "segment"}
