@@ -16,7 +16,7 @@ Examples (the commands behind bench/results/):
   python3 bench/bench_forward.py --lib prefix/lib/libmuse.so --causal \
       --configs o0:64:64:0:512:1,o1:64:64:0:512:1 --json causal.json
 A configuration is order:query_clusters:key_clusters:near_clusters, and for --causal also
-:block_size:window_blocks (default 512:1).
+:block_size:window_blocks (default 2048:1, the causal specs' defaults).
 """
 import argparse
 import ctypes
@@ -120,7 +120,7 @@ def parse_configs(text, causal):
         if len(parts) == 6 and not causal:
             raise SystemExit(f"--configs entry '{c}' has block_size:window_blocks; add --causal")
         order, cq, ck, near = int(parts[0][1:]), int(parts[1]), int(parts[2]), int(parts[3])
-        block, window = ((int(parts[4]), int(parts[5])) if len(parts) == 6 else (512, 1)) if causal else (None, None)
+        block, window = ((int(parts[4]), int(parts[5])) if len(parts) == 6 else (2048, 1)) if causal else (None, None)
         configs.append((order, cq, ck, near, block, window))
     return configs
 

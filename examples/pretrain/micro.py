@@ -4,8 +4,9 @@ attention (float64, on the same bf16 inputs), on the Q, K, V that
 record_qkv.py recorded from a trained model, for every combination of
 order 0/1, near_clusters 0/4 and C_q = C_k = 32/64/128, causal and acausal.
 
-The causal runs use block_size and window_blocks of specs/causal_d64_*.yaml
-(512, 1) unless told otherwise. As a floor, the same error of bf16 SDPA
+The causal runs use block_size 512 and window_blocks 1 unless told otherwise
+(--block-size, --window-blocks): the values of specs/causal_d64_*.yaml when
+results/micro.* were recorded; the specs now default to block_size 2048. As a floor, the same error of bf16 SDPA
 (cuDNN) against float64 is reported too: no bf16 kernel can go below it.
 
     PYTHONPATH=PREFIX/python python3 micro.py --qkv work/qkv --out results/micro

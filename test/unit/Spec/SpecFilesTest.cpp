@@ -71,7 +71,7 @@ TEST(SpecFiles, ExampleSpecsSayWhatTheyAre) {
     Spec c = load(dir + "/causal_d64_order" + std::to_string(order) + ".yaml");
     EXPECT_TRUE(c.causal);
     EXPECT_EQ(c.order, order);
-    EXPECT_EQ(c.blockSize, 512);
+    EXPECT_EQ(c.blockSize, 2048);
     EXPECT_EQ(c.windowBlocks, 1);
   }
 }
