@@ -96,7 +96,7 @@ def profile(fn, args):
     for ev in prof.events():
         if ev.device_type.name == "CUDA":
             per[ev.name] = per.get(ev.name, 0.0) + ev.device_time_total / 1000.0
-    return dict(sorted(per.items(), key=lambda kv: -kv[1])[:16])
+    return dict(sorted(per.items(), key=lambda kv: -kv[1])[:24])
 
 
 def parse_configs(text):
@@ -124,6 +124,8 @@ def main():
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--profile-length", type=int, default=8192,
                     help="per-kernel times of one acausal MuSe step at this length (0: none)")
+    ap.add_argument("--profile-causal-length", type=int, default=16384,
+                    help="per-kernel times of one causal MuSe step at this length (0: none)")
     ap.add_argument("--commit", default=os.environ.get("MUSE_COMMIT", "unknown"))
     ap.add_argument("--budget-s", type=float, default=400.0,
                     help="skip the lengths that would start after this many seconds")
@@ -205,7 +207,7 @@ def main():
             if ref is not None:
                 row["grad_rel_sq_err_vs_sdpa"] = {g: rel_sq(a, b)
                                                   for g, a, b in zip("qkv", grads, ref)}
-            if n == args.profile_length and not causal:
+            if n == (args.profile_causal_length if causal else args.profile_length):
                 row["kernels_ms"] = profile(step, inputs[0])
             rows.append(row)
             sp = "%.2fx" % row["speedup_vs_cudnn"] if row["speedup_vs_cudnn"] else "-"

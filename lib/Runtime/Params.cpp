@@ -28,7 +28,7 @@ const WorkspaceField kFields[] = {
     MUSE_FIELD(summaries),   MUSE_FIELD(near),        MUSE_FIELD(row_lse),
     MUSE_FIELD(part_o),      MUSE_FIELD(run_lse),     MUSE_FIELD(served),
     MUSE_FIELD(bwd_pg),      MUSE_FIELD(bwd_dr),      MUSE_FIELD(bwd_delta),
-    MUSE_FIELD(bwd_dqbar),
+    MUSE_FIELD(bwd_dqbar),   MUSE_FIELD(bwd_pairs),
 };
 #undef MUSE_FIELD
 

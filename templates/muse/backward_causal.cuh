@@ -13,8 +13,8 @@
 // dq/dk/dv. Each launch writes each row it touches from one warp or block, so
 // the gradients are deterministic without atomics.
 //
-//   backward_window_dq    Full, grid (ceil(N/4), B*H), 128: warp per query t
-//   backward_window_dkdv  Full, grid (ceil(N/4), B*Hkv), 128: warp per key l
+//   backward_window_dq    Full, grid (ceil(N/WQ), B*H), 128 (backward_window.cuh)
+//   backward_window_dkdv  Full, grid (ceil(M/WQ), B*Hkv), 128 (backward_window.cuh)
 //   backward_restore      segment / served view, grid (ceil(2^l S/256), view heads), 256
 //   backward_centroids    segment view, grid (CQ, view heads), D
 //   backward_members      segment view, grid (ceil(2^l S/4), view heads), 128
@@ -24,84 +24,9 @@
 #define MUSE_TEMPLATES_BACKWARD_CAUSAL_CUH
 
 #include "muse/backward_common.cuh"
+#include "muse/backward_window.cuh"
 
 namespace muse {
-
-/// The exact window of query t (causal_window.cuh): keys [lo, t].
-template <int S, int W> __device__ __forceinline__ int windowBegin(int t) {
-  const int b = t / S - W + 1;
-  return b > 0 ? b * S : 0;
-}
-
-/// dq of the window, delta_t = dO_t . o_t (the merged o) into bwd_delta:
-///   p_tl = e^{x_t.k_l - lse_t},  dq_t = scale * sum_l p_tl (dO_t.v_l - delta_t + dlse_t) k_l.
-/// Stores dq (the first writer of every row).
-template <class Cfg> __device__ void backward_window_dq(const MuseParams &p) {
-  constexpr int D = Cfg::D, DV = Cfg::DV, S = Cfg::BLOCK_SIZE, W = Cfg::WINDOW_BLOCKS;
-  using T = typename Cfg::T;
-  const int lane = threadIdx.x & 31;
-  const int t = blockIdx.x * kBwdWarps + (threadIdx.x >> 5), bh = blockIdx.y;
-  if (t >= p.N)
-    return;
-  const HeadIndex hi(p, bh);
-  Lanes<D> x, kl, dx;
-  Lanes<DV> dO, o, vl;
-  loadScaledQuery<Cfg>(p, hi, t, lane, x);
-  dO.loadF(p.dout + doRow(p, hi.b, hi.h, t), lane);
-  o.loadF(p.o + oRow(p, hi.b, hi.h, t), lane);
-  const float delta = dO.dotWith(o);
-  const long long at = (long long)bh * p.N + t;
-  const float lse = p.run_lse[at], dl = p.dlse ? p.dlse[at] : 0.f;
-  dx.zero();
-  for (int l = windowBegin<S, W>(t); l <= t; ++l) {
-    kl.template loadT<T>(p.k, kRow(p, hi.kh, l), lane);
-    vl.template loadT<T>(p.v, vRow(p, hi.kh, l), lane);
-    const float pn = expf(x.dotWith(kl) - lse);
-    dx.axpy(pn * (dO.dotWith(vl) - delta + dl), kl);
-  }
-  Lanes<D> out;
-  out.zero();
-  out.axpy(p.scale, dx);
-  out.store(p.dq + dqRow(p, hi.b, hi.h, t), lane);
-  if (lane == 0)
-    p.bwd_delta[at] = delta;
-}
-
-/// dk, dv of the window for key l: the queries t in [l, (l/S + w) S) of
-/// every head of the GQA group see it,
-///   dv_l = sum p_tl dO_t,  dk_l = sum p_tl (dO_t.v_l - delta_t + dlse_t) x_t.
-/// Stores dk, dv (the first writer of every row); needs backward_window_dq's delta.
-template <class Cfg> __device__ void backward_window_dkdv(const MuseParams &p) {
-  constexpr int D = Cfg::D, DV = Cfg::DV, S = Cfg::BLOCK_SIZE, W = Cfg::WINDOW_BLOCKS;
-  using T = typename Cfg::T;
-  const int lane = threadIdx.x & 31;
-  const int l = blockIdx.x * kBwdWarps + (threadIdx.x >> 5), kh = blockIdx.y;
-  if (l >= p.M)
-    return;
-  const int b = kh / p.Hkv, hk = kh - b * p.Hkv, group = p.H / p.Hkv;
-  Lanes<D> kl, x, dk;
-  Lanes<DV> vl, dO, dv;
-  kl.template loadT<T>(p.k, kRow(p, kh, l), lane);
-  vl.template loadT<T>(p.v, vRow(p, kh, l), lane);
-  dk.zero();
-  dv.zero();
-  const int tEnd = cmin(p.N, (l / S + W) * S);
-  for (int g = 0; g < group; ++g) {
-    const int bh = b * p.H + hk * group + g;
-    const HeadIndex hi(p, bh);
-    for (int t = l; t < tEnd; ++t) {
-      loadScaledQuery<Cfg>(p, hi, t, lane, x);
-      dO.loadF(p.dout + doRow(p, hi.b, hi.h, t), lane);
-      const long long at = (long long)bh * p.N + t;
-      const float pn = expf(x.dotWith(kl) - p.run_lse[at]);
-      const float dl = p.dlse ? p.dlse[at] : 0.f;
-      dv.axpy(pn, dO);
-      dk.axpy(pn * (dO.dotWith(vl) - p.bwd_delta[at] + dl), x);
-    }
-  }
-  dk.store(p.dk + dkRowOff(p, kh, l), lane);
-  dv.store(p.dv + dvRowOff(p, kh, l), lane);
-}
 
 /// The forward's partitions of level seg_level, saved in the reference layout
 /// (out_query / out_key / out_served: [levels, heads, seq], causal_export),

@@ -12,7 +12,9 @@
 // over the members of j (w_l = e^{qbar.k_l - lnmass_ij}), evaluated per key.
 // Writes dq_n = dL/dx_n (unscaled and without the centroid term; the centroid
 // kernel finishes it), bwd_dr_n = dL/dr_n, bwd_delta_n and (P_nj, g_nj) for
-// the key kernel. Grid (ceil(N / kBwdWarps), B*H), block kBwdThreads.
+// the key kernel. Order 1: one warp per query (rowsWarp), grid
+// (ceil(N / kBwdWarps), B*H); order 0: the members of a query cluster as
+// shared-memory tiles (rowsTiled), grid (CQ, B*H). Block kBwdThreads.
 // Causal levels run it on the served view: cluster from `served`, delta and
 // lse of the whole sequence, dq += scale * dL/dx_n (templates/README.md).
 //
@@ -21,10 +23,11 @@
 #define MUSE_TEMPLATES_BACKWARD_ROWS_CUH
 
 #include "muse/backward_common.cuh"
+#include "muse/smem_gemm.cuh"
 
 namespace muse {
 
-template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
+template <class Cfg> __device__ void rowsWarp(const MuseParams &p) {
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
   using T = typename Cfg::T;
   const int lane = threadIdx.x & 31;
@@ -136,6 +139,198 @@ template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
   dr.store(p.bwd_dr + ((long long)bh * p.N + n) * D, lane);
   if (lane == 0 && !causal)
     p.bwd_delta[(long long)bh * p.N + n] = delta;
+}
+
+/// Tiles of the order-0 rows: up to QT members of cluster i meet JT key
+/// clusters at a time; rows padded by one float (conflict-free columns).
+/// Sized to stay under the static shared-memory limit for D, Dv up to 128.
+template <class Cfg> struct RowTiles {
+  static constexpr int D = Cfg::D, DV = Cfg::DV;
+  static constexpr int QT = D + DV <= 128 ? 32 : 16, JT = QT;
+  static constexpr int DP = D + 1, VP = DV + 1, JP = JT + 1;
+  /// Floats of shared memory for chunks of `qt` members (rowsTiled's carving).
+  __host__ __device__ static constexpr int floats(int qt) {
+    return qt * (DP + VP + JP + 2) + JT * (DP + VP + 1) + D;
+  }
+};
+
+/// Order 0: block (i, bh) takes the members of query cluster i (q_perm
+/// order; causal levels: the served queries) in chunks of QT and, per tile of
+/// JT key clusters, forms S = R KB^T and U = dO VB^T (R: the members'
+/// residuals, KB, VB: the pairs' kbar, vbar), P = e^{lnm + S - lse},
+/// g = P (U - delta + dlse), stores (P, g) to bwd_pg and accumulates
+/// dL/dr = g KB in registers; then one warp per member adds the exact near
+/// field and writes dq, bwd_dr and delta as rowsWarp does. QT (<=
+/// RowTiles::QT) is the chunk the caller picked for the cluster's size (small
+/// clusters of short causal segments take small tiles); `smem` holds
+/// RowTiles::floats(QT) floats.
+template <class Cfg, int QT> __device__ void rowsTiled(const MuseParams &p, float *smem) {
+  using Tl = RowTiles<Cfg>;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  constexpr int JT = Tl::JT, DP = Tl::DP, VP = Tl::VP, JP = Tl::JP;
+  using T = typename Cfg::T;
+  float *Rs = smem, *dOs = Rs + QT * DP, *Gs = dOs + QT * VP, *lseS = Gs + QT * JP;
+  float *cS = lseS + QT, *KBs = cS + QT, *VBs = KBs + JT * DP, *lnmS = VBs + JT * VP;
+  float *cen = lnmS + JT;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int i = blockIdx.x, bh = blockIdx.y;
+  const HeadIndex hi(p, bh);
+  const bool causal = p.seg_count > 0;
+  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+  const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
+  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+  const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
+  for (int d = tid; d < D; d += kBwdThreads)
+    cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  const MicroTile<QT, JT, kBwdThreads> mS(tid);
+  const MicroTile<QT, D, kBwdThreads> mR(tid);
+
+  for (int m0 = 0; m0 < qcount; m0 += QT) {
+    const int mn = cmin(QT, qcount - m0);
+    __syncthreads(); // cen is written; the previous chunk is no longer read
+    for (int e = tid; e < QT * D; e += kBwdThreads) {
+      const int r = e / D, d = e - r * D;
+      Rs[r * DP + d] =
+          r < mn ? scaled(p, loadf<T>(p.q, qRow(p, hi.b, hi.h, qperm[m0 + r]) + d)) - cen[d] : 0.f;
+    }
+    for (int e = tid; e < QT * DV; e += kBwdThreads) {
+      const int r = e / DV, d = e - r * DV;
+      dOs[r * VP + d] = r < mn ? p.dout[doRow(p, hi.b, hi.h, qperm[m0 + r]) + d] : 0.f;
+    }
+    for (int r = warp; r < mn; r += kBwdWarps) {
+      const int n = qperm[m0 + r];
+      float delta;
+      if (causal) {
+        delta = p.bwd_delta[globalRow(p, bh, n)]; // dO . o of the merged o (window kernel)
+      } else {
+        Lanes<DV> o, dO;
+        o.loadF(p.o + oRow(p, hi.b, hi.h, n), lane);
+        dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+        delta = dO.dotWith(o);
+        if (lane == 0)
+          p.bwd_delta[(long long)bh * p.N + n] = delta;
+      }
+      if (lane == 0) {
+        lseS[r] = rowLse(p, bh, n);
+        cS[r] = delta - rowDLse(p, bh, n);
+      }
+    }
+    float dr[decltype(mR)::TM][decltype(mR)::TN] = {};
+    for (int j0 = 0; j0 < CK; j0 += JT) {
+      const int jn = cmin(JT, CK - j0);
+      __syncthreads(); // the previous tile's KB and G are no longer read
+      for (int e = tid; e < JT * D; e += kBwdThreads) {
+        const int jj = e / D, d = e - jj * D;
+        KBs[jj * DP + d] = jj < jn ? sum_i[(long long)(j0 + jj) * F + 1 + d] : 0.f;
+      }
+      for (int e = tid; e < JT * DV; e += kBwdThreads) {
+        const int jj = e / DV, d = e - jj * DV;
+        VBs[jj * VP + d] = jj < jn ? sum_i[(long long)(j0 + jj) * F + 1 + D + d] : 0.f;
+      }
+      for (int jj = tid; jj < JT; jj += kBwdThreads) {
+        // -inf: no far term (empty key cluster, past CK or a near pair).
+        const int j = j0 + jj;
+        lnmS[jj] = jj < jn && !isNearPair<Cfg>(p, bh, i, j) ? sum_i[(long long)j * F] : -kInf();
+      }
+      __syncthreads();
+      float s[decltype(mS)::TM][decltype(mS)::TN] = {};
+      float u[decltype(mS)::TM][decltype(mS)::TN] = {};
+      gemmAccumulate<DP, 1, 1, DP>(mS, s, Rs, KBs, D);
+      gemmAccumulate<VP, 1, 1, VP>(mS, u, dOs, VBs, DV);
+#pragma unroll
+      for (int a = 0; a < decltype(mS)::TM; ++a)
+#pragma unroll
+        for (int c = 0; c < decltype(mS)::TN; ++c) {
+          if (!mS.valid(a, c))
+            continue;
+          const int r = mS.row(a), jj = mS.col(c);
+          const float lnm = lnmS[jj];
+          const float P = r < mn && lnm != -kInf() ? expf(lnm + s[a][c] - lseS[r]) : 0.f;
+          const float g = r < mn ? P * (u[a][c] - cS[r]) : 0.f; // cS past mn is stale
+          Gs[r * JP + jj] = g;
+          if (r < mn && jj < jn) {
+            float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * (j0 + jj);
+            pg[0] = P;
+            pg[1] = g;
+          }
+        }
+      __syncthreads();
+      gemmAccumulate<JP, 1, DP, 1>(mR, dr, Gs, KBs, jn);
+    }
+    // dL/dr of the chunk to bwd_dr, then one warp per member finishes its row.
+#pragma unroll
+    for (int a = 0; a < decltype(mR)::TM; ++a) {
+      const int r = mR.row(a);
+      if (r >= mn)
+        continue;
+      float *row = p.bwd_dr + ((long long)bh * p.N + qperm[m0 + r]) * D;
+#pragma unroll
+      for (int c = 0; c < decltype(mR)::TN; ++c)
+        if (mR.valid(a, c))
+          row[mR.col(c)] = dr[a][c];
+    }
+    __syncthreads(); // bwd_dr rows of the chunk are written and visible to the block
+    for (int r = warp; r < mn; r += kBwdWarps) {
+      const int n = qperm[m0 + r];
+      Lanes<D> dx, drn;
+      dx.zero();
+      if constexpr (Cfg::NEAR > 0) {
+        const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
+        const int *kperm = p.k_perm + (long long)hi.kh * p.M;
+        const int *nl = p.near + ((long long)bh * CQ + i) * Cfg::NEAR;
+        Lanes<D> x, kl;
+        Lanes<DV> dO, vl;
+        loadScaledQuery<Cfg>(p, hi, n, lane, x);
+        dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+        const float lse = lseS[r], c = cS[r];
+        for (int e = 0; e < Cfg::NEAR; ++e) {
+          const int j = nl[e];
+          if (j < 0)
+            break;
+          for (int t = koff[j]; t < koff[j + 1]; ++t) {
+            const int l = kperm[t];
+            kl.template loadT<T>(p.k, kRow(p, hi.kh, l), lane);
+            vl.template loadT<T>(p.v, vRow(p, hi.kh, l), lane);
+            const float pn = expf(x.dotWith(kl) - lse);
+            dx.axpy(pn * (dO.dotWith(vl) - c), kl);
+          }
+        }
+      }
+      drn.loadF(p.bwd_dr + ((long long)bh * p.N + n) * D, lane);
+#pragma unroll
+      for (int a = 0; a < Lanes<D>::K; ++a)
+        dx.x[a] += drn.x[a];
+      float *dqn = p.dq + dqRow(p, hi.b, hi.h, n);
+      if (causal) { // dq holds the window's and the lower levels' parts
+        Lanes<D> old;
+        old.loadF(dqn, lane);
+        old.axpy(p.scale, dx);
+        old.store(dqn, lane);
+      } else {
+        dx.store(dqn, lane);
+      }
+    }
+  }
+}
+
+template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
+  if constexpr (Cfg::ORDER == 0) {
+    using Tl = RowTiles<Cfg>;
+    // One buffer for every tile size (static shared memory of separate
+    // instantiations would add up).
+    __shared__ float smem[Tl::floats(Tl::QT)];
+    const int *qoff = p.q_offsets + (long long)blockIdx.y * (Cfg::CQ + 1);
+    const int qcount = qoff[blockIdx.x + 1] - qoff[blockIdx.x];
+    if (qcount <= 8)
+      rowsTiled<Cfg, 8>(p, smem);
+    else if (qcount <= 16 || Tl::QT == 16)
+      rowsTiled<Cfg, 16>(p, smem);
+    else
+      rowsTiled<Cfg, Tl::QT>(p, smem);
+  } else {
+    rowsWarp<Cfg>(p);
+  }
 }
 
 } // namespace muse

@@ -18,6 +18,7 @@
 #include "muse/causal_window.cuh"
 #include "muse/causal_levels.cuh"
 #include "muse/backward_rows.cuh"
+#include "muse/backward_pairs.cuh"
 #include "muse/backward_keys.cuh"
 #include "muse/backward_centroid.cuh"
 #include "muse/backward_causal.cuh"

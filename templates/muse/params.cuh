@@ -35,7 +35,7 @@
 //                                   query cluster (ascending cluster index, -1 pads)
 //   row_lse      f32 [qh, N]        lse of every query (kept even when lse is null)
 //   part_o, run_lse, served          causal only (see the fields below)
-//   bwd_pg, bwd_dr, bwd_delta, bwd_dqbar  backward only (see the fields below)
+//   bwd_pg, bwd_dr, bwd_delta, bwd_dqbar, bwd_pairs  backward only (see the fields below)
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_PARAMS_CUH
 #define MUSE_TEMPLATES_PARAMS_CUH
@@ -107,6 +107,7 @@ struct MuseParams {
   float *bwd_dr;    // f32 [qh, N, D]     dL/dr_n of the far field
   float *bwd_delta; // f32 [qh, N]        dO_n . o_n
   float *bwd_dqbar; // f32 [qh, CQ, CK, D] stage-1 part of dL/dqbar_i per key cluster
+  float *bwd_pairs; // f32 [qh, CQ, CK, 1 + D + DV] per pair: sums over i of g, g r, P dO
 };
 
 #endif

@@ -303,7 +303,8 @@ const llvm::StringMap<BufferKind> &bufferKinds() {
       {"run_lse", {true, Side::Query}},     {"served", {false, Side::Query}},
       // The backward plan's scratch (MuseBackwardOps.td).
       {"bwd_pg", {true, Side::Query}},      {"bwd_dr", {true, Side::Query}},
-      {"bwd_delta", {true, Side::Query}},   {"bwd_dqbar", {true, Side::Query}}};
+      {"bwd_delta", {true, Side::Query}},   {"bwd_dqbar", {true, Side::Query}},
+      {"bwd_pairs", {true, Side::Query}}};
   return kinds;
 }
 } // namespace
@@ -315,7 +316,7 @@ LogicalResult BufferOp::verify() {
                          << "' is not a MuseParams workspace buffer; allowed: q_centroids, "
                             "k_centroids, q_sums, k_sums, q_counts, k_counts, q_assign, k_assign, "
                             "q_offsets, k_offsets, q_perm, k_perm, summaries, near, row_lse, part_o, "
-                            "run_lse, served, bwd_pg, bwd_dr, bwd_delta, bwd_dqbar";
+                            "run_lse, served, bwd_pg, bwd_dr, bwd_delta, bwd_dqbar, bwd_pairs";
   Type want = it->second.isFloat ? f32(*this) : i32(*this);
   if (getElemType() != want)
     return emitOpError() << "'" << getSymName() << "' holds " << want << ", not " << getElemType();

@@ -32,9 +32,23 @@ using ::muse::Sym;
 namespace {
 constexpr int64_t kDyn = ShapedType::kDynamic;
 /// Threads of backward_rows and backward_keys (templates/muse/backward_common.cuh
-/// kBwdThreads); backward_rows gives one warp to one query.
+/// kBwdThreads); order-1 backward_rows gives one warp to one query.
 constexpr int64_t kBwdThreads = 128;
 constexpr int64_t kBwdWarps = kBwdThreads / 32;
+/// Rows one block of backward_window_dq / _dkdv owns
+/// (templates/muse/backward_window.cuh BwdWindowTiles::WQ).
+int64_t windowRows(SpecAttr spec) {
+  return spec.getHeadDim() + spec.getValueDim() <= 128 ? 32 : 16;
+}
+/// Grid x of backward_rows: order 0 runs a block per query cluster (shared
+/// tiles, backward_rows.cuh rowsTiled), order 1 a warp per query.
+DimExpr rowsGrid(SpecAttr spec) {
+  if (spec.getOrder() == 0)
+    return DimExpr{Sym::One, 1, spec.getQueryClusters()};
+  return DimExpr{Sym::N, kBwdWarps, 1};
+}
+/// Threads of backward_pairs (templates/muse/backward_pairs.cuh kPairThreads).
+constexpr int64_t kPairThreads = 256;
 
 RankedTensorType f32Tensor(MLIRContext *ctx, ArrayRef<int64_t> dims) {
   return RankedTensorType::get(dims, Float32Type::get(ctx));
@@ -146,6 +160,7 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
                               << " (run muse-schedule before muse-outline-backward)";
   const int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
   const int64_t S = spec.getBlockSize(), T = sched.getThreads();
+  const int64_t F = 1 + D + spec.getValueDim();
   OpBuilder b(func);
   Location loc = func.getLoc();
   auto plan = b.create<PlanOp>(loc, name, spec, sched);
@@ -160,13 +175,15 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   pb.create<BufferOp>(loc, "bwd_dr", f32, Side::Query, D, 0, D * S);
   pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
   pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, perSeg(CQ * CK * D), 0, CQ * CK * D);
+  pb.create<BufferOp>(loc, "bwd_pairs", f32, Side::Query, perSeg(CQ * CK * F), 0, CQ * CK * F);
   const DimExpr one{Sym::One, 1, 1};
   const DimExpr qh{Sym::QHeads, 1, 1}, kh{Sym::KHeads, 1, 1};
   std::vector<BwdKernel> kernels = {
       {"muse_backward_window_dq", "muse::backward_window_dq<MuseCfg>", kBwdThreads,
-       {DimExpr{Sym::N, kBwdWarps, 1}, qh, one}, "causal backward: exact window, dq and delta"},
+       {DimExpr{Sym::N, windowRows(spec), 1}, qh, one},
+       "causal backward: exact window, dq and delta"},
       {"muse_backward_window_dkdv", "muse::backward_window_dkdv<MuseCfg>", kBwdThreads,
-       {DimExpr{Sym::M, kBwdWarps, 1}, kh, one}, "causal backward: exact window, dk and dv"},
+       {DimExpr{Sym::M, windowRows(spec), 1}, kh, one}, "causal backward: exact window, dk and dv"},
       {"muse_backward_restore", "muse::backward_restore<MuseCfg>", 256,
        {DimExpr{Sym::N, 256, 1}, qh, one}, "the level's saved member and key partition",
        "segment"},
@@ -191,8 +208,11 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
       {"muse_backward_served_sort", "muse::served_sort<MuseCfg>", 1024, {one, qh, one},
        "the level's served queries grouped by cluster", "served"},
       {"muse_backward_rows", "muse::backward_rows<MuseCfg>", kBwdThreads,
-       {DimExpr{Sym::N, kBwdWarps, 1}, qh, one},
-       "backward stage 2 of the level's served queries (dq +=)", "served"},
+       {rowsGrid(spec), qh, one}, "backward stage 2 of the level's served queries (dq +=)",
+       "served"},
+      {"muse_backward_pairs", "muse::backward_pairs<MuseCfg>", kPairThreads,
+       {DimExpr{Sym::One, 1, CQ}, qh, one}, "stage-1 pair sums over the level's served queries",
+       "served"},
       {"muse_backward_keys", "muse::backward_keys<MuseCfg>", kBwdThreads,
        {DimExpr{Sym::One, 1, CK}, kh, one}, "backward stage 1 of the level's keys (dk, dv +=)",
        "served"},
@@ -252,11 +272,16 @@ LogicalResult outlineBackward(func::FuncOp func) {
   pb.create<BufferOp>(loc, "bwd_dr", f32, Side::Query, D, 0, 0);
   pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
   pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, 0, 0, CQ * CK * D);
+  pb.create<BufferOp>(loc, "bwd_pairs", f32, Side::Query, 0, 0,
+                      CQ * CK * (1 + D + spec.getValueDim()));
   const DimExpr one{Sym::One, 1, 1};
   const BwdKernel kernels[] = {
       {"muse_backward_rows", "muse::backward_rows<MuseCfg>", kBwdThreads,
-       {DimExpr{Sym::N, kBwdWarps, 1}, DimExpr{Sym::QHeads, 1, 1}, one},
+       {rowsGrid(spec), DimExpr{Sym::QHeads, 1, 1}, one},
        "backward stage 2: per query, far-field and near-field gradients"},
+      {"muse_backward_pairs", "muse::backward_pairs<MuseCfg>", kPairThreads,
+       {DimExpr{Sym::One, 1, CQ}, DimExpr{Sym::QHeads, 1, 1}, one},
+       "backward stage 1: pair sums over each query cluster's members"},
       {"muse_backward_keys", "muse::backward_keys<MuseCfg>", kBwdThreads,
        {DimExpr{Sym::One, 1, CK}, DimExpr{Sym::KHeads, 1, 1}, one},
        "backward stage 1 and near field: dk, dv per key cluster"},

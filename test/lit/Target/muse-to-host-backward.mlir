@@ -23,6 +23,7 @@
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (64 * N)); // bwd_dr
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (N)); // bwd_delta
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (8192)); // bwd_dqbar
+// CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (16512)); // bwd_pairs
 // CHECK-NEXT: return bytes;
 
 // CHECK-LABEL: CUresult muse_host_bwd_backward(CUmodule module, CUstream stream, MuseParams p, CUdeviceptr workspace) {
@@ -41,12 +42,18 @@
 // CHECK-NEXT: at += muse_align256(4ull * (B * H) * (N));
 // CHECK-NEXT: p.bwd_dqbar = (decltype(p.bwd_dqbar))(workspace + at);
 // CHECK-NEXT: at += muse_align256(4ull * (B * H) * (8192));
+// CHECK-NEXT: p.bwd_pairs = (decltype(p.bwd_pairs))(workspace + at);
+// CHECK-NEXT: at += muse_align256(4ull * (B * H) * (16512));
 // The backward launches, in plan order; no forward kernel runs again.
 // CHECK-NOT: muse_kmeans
 // CHECK: // backward stage 2: per query, far-field and near-field gradients
 // CHECK-NEXT: if ((r = cuModuleGetFunction(&f, module, "muse_backward_rows")) != CUDA_SUCCESS)
 // CHECK-NEXT: return r;
-// CHECK-NEXT: if ((r = cuLaunchKernel(f, (unsigned)(muse_ceil_div(N, 4)), (unsigned)(B * H), (unsigned)(1), 128, 1, 1, 0, stream, args, NULL)) != CUDA_SUCCESS)
+// CHECK-NEXT: if ((r = cuLaunchKernel(f, (unsigned)(16), (unsigned)(B * H), (unsigned)(1), 128, 1, 1, 0, stream, args, NULL)) != CUDA_SUCCESS)
+// CHECK: // backward stage 1: pair sums over each query cluster's members
+// CHECK-NEXT: if ((r = cuModuleGetFunction(&f, module, "muse_backward_pairs")) != CUDA_SUCCESS)
+// CHECK-NEXT: return r;
+// CHECK-NEXT: if ((r = cuLaunchKernel(f, (unsigned)(16), (unsigned)(B * H), (unsigned)(1), 256, 1, 1, 0, stream, args, NULL)) != CUDA_SUCCESS)
 // CHECK: "muse_backward_keys"
 // CHECK-NEXT: return r;
 // CHECK-NEXT: cuLaunchKernel(f, (unsigned)(8), (unsigned)(B * Hkv), (unsigned)(1), 128, 1, 1, 0, stream, args, NULL)

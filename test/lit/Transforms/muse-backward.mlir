@@ -2,7 +2,8 @@
 // RUN: muse-opt %s -muse-derive-backward -muse-decompose-backward | FileCheck %s --check-prefix=DECOMP
 // RUN: muse-opt %s -muse-lower | FileCheck %s --check-prefix=PLAN
 
-// The acausal backward: a second function, three stages, a second plan.
+// The acausal backward: a second function, three stages, a second plan (the
+// key stage outlined as the pair sums, then the per-key-cluster kernel).
 #spec = #muse.spec<name = "small", query_clusters = 16, key_clusters = 8, kmeans_iters = 2, order = 1, near_clusters = 2>
 
 func.func @small(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>)
@@ -34,10 +35,13 @@ func.func @small(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tenso
 // PLAN-NEXT: muse.buffer @bwd_dr : f32 heads query per_n 64 per_m 0 fixed 0
 // PLAN-NEXT: muse.buffer @bwd_delta : f32 heads query per_n 1 per_m 0 fixed 0
 // PLAN-NEXT: muse.buffer @bwd_dqbar : f32 heads query per_n 0 per_m 0 fixed 8192
+// PLAN-NEXT: muse.buffer @bwd_pairs : f32 heads query per_n 0 per_m 0 fixed 16512
 // PLAN-NEXT: muse.kernel @muse_backward_rows = "muse::backward_rows<MuseCfg>" threads 128
+// PLAN-NEXT: muse.kernel @muse_backward_pairs = "muse::backward_pairs<MuseCfg>" threads 256
 // PLAN-NEXT: muse.kernel @muse_backward_keys = "muse::backward_keys<MuseCfg>" threads 128
 // PLAN-NEXT: muse.kernel @muse_backward_centroid = "muse::backward_centroid<MuseCfg>" threads 64
 // PLAN-NEXT: muse.launch @muse_backward_rows grid ("ceil(N/4)", "B*H", "1")
+// PLAN-NEXT: muse.launch @muse_backward_pairs grid ("16", "B*H", "1")
 // PLAN-NEXT: muse.launch @muse_backward_keys grid ("8", "B*Hkv", "1")
 // PLAN-NEXT: muse.launch @muse_backward_centroid grid ("16", "B*H", "1")
 // PLAN-NEXT: }

@@ -122,7 +122,7 @@ std::string paramsDiff(const MuseParams &a, const MuseParams &b) {
   MUSE_FIELD(do_sb) MUSE_FIELD(do_sh) MUSE_FIELD(do_sn) MUSE_FIELD(dq_sb) MUSE_FIELD(dq_sh)
   MUSE_FIELD(dq_sn) MUSE_FIELD(dk_sb) MUSE_FIELD(dk_sh) MUSE_FIELD(dk_sm) MUSE_FIELD(dv_sb)
   MUSE_FIELD(dv_sh) MUSE_FIELD(dv_sm)
-  MUSE_FIELD(bwd_pg) MUSE_FIELD(bwd_dr) MUSE_FIELD(bwd_delta) MUSE_FIELD(bwd_dqbar)
+  MUSE_FIELD(bwd_pg) MUSE_FIELD(bwd_dr) MUSE_FIELD(bwd_delta) MUSE_FIELD(bwd_dqbar) MUSE_FIELD(bwd_pairs)
 #undef MUSE_FIELD
   return out;
 }
@@ -248,11 +248,15 @@ void expectSameLaunches(const std::vector<Launch> &printed, const std::vector<La
 
 template <typename T> T *fake(uintptr_t address) { return reinterpret_cast<T *>(address); }
 
-/// Shapes with at least one causal level for the specs' block size 512 and
-/// window 1 (2, 2 and 4 levels), GQA group 4 for the acausal spec.
+/// Shapes with at least one causal level for window 1 (2, 2 and 4 levels),
+/// in units of the spec's block size S (2048, 1500 and 5000 rows at S = 512;
+/// the acausal spec uses those), GQA group 4 for the acausal spec.
+int64_t blockOf(const Spec &spec) { return spec.causal ? spec.blockSize : 512; }
 std::vector<Shape> launchShapes(const Spec &spec) {
-  const int64_t r = spec.kvHeadsRatio;
-  return {{1, 2 * r, 2, 2048, 2048}, {2, 3 * r, 3, 1500, 1500}, {1, r, 1, 5000, 5000}};
+  const int64_t r = spec.kvHeadsRatio, S = blockOf(spec);
+  return {{1, 2 * r, 2, 4 * S, 4 * S},
+          {2, 3 * r, 3, 3 * S - 36, 3 * S - 36},
+          {1, r, 1, 10 * S - 120, 10 * S - 120}};
 }
 
 TEST(HostLauncher, WorkspaceBytesMatchTheRuntime) {
@@ -263,7 +267,7 @@ TEST(HostLauncher, WorkspaceBytesMatchTheRuntime) {
     std::vector<Shape> shapes = launchShapes(c.spec);
     const int64_t r = c.spec.kvHeadsRatio;
     // No causal level (N within the window), and a 1-row call.
-    shapes.push_back({3, 2 * r, 2, 512, 512});
+    shapes.push_back({3, 2 * r, 2, blockOf(c.spec), blockOf(c.spec)});
     shapes.push_back({1, r, 1, 1, 1});
     for (const Shape &s : shapes) {
       SCOPED_TRACE("B=" + std::to_string(s.B) + " H=" + std::to_string(s.H) +
