@@ -13,7 +13,8 @@ the library lacks gets the row "causal backward: unsupported by this build", nev
 
   python3 bench/bench_train.py --lib prefix/lib/libmuse.so --json train.json
 A configuration is order:query_clusters:key_clusters:near_clusters as in bench_forward.py;
---causal-lengths are timed causal (block_size 512, window_blocks 1) against SDPA is_causal.
+--causal-lengths are timed causal (--causal-block-size, default 2048, and --causal-window-blocks,
+default 1: the causal specs' defaults) against SDPA is_causal.
 """
 import argparse
 import json
@@ -57,12 +58,12 @@ def sdpa(backend, causal):
     return attend
 
 
-def muse_attend(muse, cfg, causal, iters):
+def muse_attend(muse, cfg, causal, iters, block=2048, window=1):
     order, cq, ck, near = cfg
     kw = dict(order=order, query_clusters=cq, key_clusters=ck, near_clusters=near,
               kmeans_iters=iters)
     if causal:
-        kw.update(block_size=512, window_blocks=1)
+        kw.update(block_size=block, window_blocks=window)
 
     def attend(q, k, v):
         return muse.attention(q, k, v, is_causal=causal, **kw)
@@ -119,6 +120,8 @@ def main():
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--lengths", default="4096,8192,16384", help="acausal lengths")
     ap.add_argument("--causal-lengths", default="16384")
+    ap.add_argument("--causal-block-size", type=int, default=2048)
+    ap.add_argument("--causal-window-blocks", type=int, default=1)
     ap.add_argument("--configs", default="o0:64:64:0")
     ap.add_argument("--iters", type=int, default=3, help="k-means iterations")
     ap.add_argument("--reps", type=int, default=10)
@@ -180,8 +183,10 @@ def main():
             print("N=%d%s sdpa-%s: fwd+bwd %.3f ms (fwd %.3f) peak %.0f MiB"
                   % (n, " causal" if causal else "", name, total, fwd, peak / 2**20), flush=True)
         for cfg in configs:
-            label = "muse o%d %d/%d near%d" % cfg + (" S512 w1" if causal else "")
-            attend = muse_attend(muse, cfg, causal, args.iters)
+            label = "muse o%d %d/%d near%d" % cfg + (
+                " S%d w%d" % (args.causal_block_size, args.causal_window_blocks) if causal else "")
+            attend = muse_attend(muse, cfg, causal, args.iters, args.causal_block_size,
+                                 args.causal_window_blocks)
             step = step_fn(attend)
             row = {"N": n, "causal": causal, "method": label, "order": cfg[0],
                    "query_clusters": cfg[1], "key_clusters": cfg[2], "near_clusters": cfg[3]}
