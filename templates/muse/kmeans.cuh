@@ -121,206 +121,299 @@ template <class T> __device__ __forceinline__ uint4 loadRaw8(const T *base, long
   return u;
 }
 
-/// 16-bit path. Grid (x, heads), block 256, any x: block b takes the 128-point
-/// chunks b, b + x, ... of its head (the plan gives each block about 1024
-/// points, so the per-block set-up below is paid once per eight chunks).
-/// Per chunk the points are staged in shared memory by 16-byte loads (the
-/// next chunk's loads are in flight while this one is computed); each warp
-/// takes 16 points. Distances ||c||^2 - 2 s (q . c) (s = scale for queries, 1
-/// for keys) come from tensor-core products of the unscaled points (exact in
-/// T) with the centroids split into T hi + T lo parts (about 16 significant
-/// bits); ties keep the lowest index. The centroid tiles (split, with their
-/// squared norms) stay resident for the whole block when C fits one tile.
-/// Member sums: when C x D is small enough for registers, they are a product
-/// too, sums += onehot(assign)^T . X per chunk (exact 0/1 and exact T operands,
-/// fp32 accumulators), and each block adds each non-empty cluster's sums to
-/// the global accumulators once; otherwise each point's sums are added by its
-/// warp with coalesced global atomics (32 consecutive components per request).
+/// Warp layout of the 16-bit assign kernel (8 warps, kChunk points a chunk):
+/// the warps form a WM x WN grid over (point m-tiles, centroid n-tiles), so
+/// that each warp keeps the B fragments of its NTW n-tiles (8 centroids each,
+/// split hi + lo) in registers and streams the A fragments of its points from
+/// shared memory. Centroids come in passes of CB; one pass (kResident) when C
+/// fits, which is the case up to 64 clusters.
+template <int C, int D> struct KMeansMmaTiles {
+  static constexpr int kChunk = D <= 64 ? 128 : 64; // two staged chunks fit 48 KB
+  static constexpr int KD = D / 16, MT = kChunk / 16, NTC = cdiv(C, 8);
+  // One n-tile a warp (B registers: 4 KD per n-tile): two at D = 64 would
+  // halve the per-point reductions but need > 128 registers (1 block per SM).
+  static constexpr int NTW_MAX = 1;
+  static constexpr int WN = cmin(8, cmax(8 / MT, floorPow2(2 * cdiv(NTC, NTW_MAX) - 1))); // >= 1 m-tile a warp
+  static constexpr int WM = 8 / WN, MTW = MT / WM;
+  static constexpr int NTW = cmin(cdiv(NTC, WN), NTW_MAX);
+  static constexpr int CB = 8 * NTW * WN, PASSES = cdiv(C, CB);
+  static constexpr bool kResident = PASSES == 1;
+  static constexpr int MG = cmin(MTW, 2); // m-tiles whose products are in flight together
+  static_assert(WM * WN == 8 && MTW * WM == MT, "the warp grid must cover the chunk");
+};
+
+/// 16-bit path. Grid (x, heads), block 256, any x: block b takes the
+/// kChunk-point chunks b, b + x, ... of its head (the plan gives each block
+/// about 1024 points, so the per-block set-up is paid once per several chunks).
+/// Chunks are staged in shared memory by cp.async into two buffers, the next
+/// chunk's copies in flight while this one is computed. Distances
+/// ||c||^2 - 2 s (q . c) (s = scale for queries, 1 for keys) come from
+/// tensor-core products of the unscaled points (exact in T) with the
+/// centroids split into T hi + T lo parts (about 16 significant bits); each
+/// warp holds its centroids' fragments in registers (loaded once per block
+/// when C fits one pass) and reduces its candidates per point; the warps'
+/// candidates meet in shared memory, ascending in centroid index, so ties keep
+/// the lowest index. Member sums: when C x D is small enough for registers,
+/// they are a product too, sums += onehot(assign)^T . X per chunk (exact 0/1
+/// and exact T operands, fp32 accumulators), and each block adds each
+/// non-empty cluster's sums to the global accumulators once; otherwise each
+/// point's sums are added by a warp with coalesced global atomics.
 template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p) {
   using V = SideView<Cfg, S>;
   using T = typename Cfg::T;
-  constexpr int C = V::C, D = Cfg::D, KD = D / 16, LD = D + 8; // LD: conflict-free ldmatrix rows
-  constexpr int kChunk = 128;                                   // 8 warps x 16 points
-  // Centroids per tile: 64 at D = 64 (one tile at the usual C = 64); 16 at
-  // D = 128 so that the point chunk and the tiles fit 48 KB.
-  constexpr int TC = cmin(D > 64 ? 16 : 64, cdiv(C, 8) * 8);
-  constexpr bool kResident = C <= TC;
-  constexpr int L = D / 4; // float4 lanes per centroid row (16 or 32: divides a warp)
+  constexpr int C = V::C, D = Cfg::D, LD = D + 8; // LD: conflict-free ldmatrix rows
+  using Tl = KMeansMmaTiles<C, D>;
+  constexpr int kChunk = Tl::kChunk, KD = Tl::KD, WN = Tl::WN, MTW = Tl::MTW, NTW = Tl::NTW;
+  constexpr int CB = Tl::CB, MG = Tl::MG;
   // Member-sum product: 16-cluster x 16-component units, spread over 8 warps.
-  constexpr int MT = cdiv(C, 16), NP = D / 16, UNITS = MT * NP, UPW = cdiv(UNITS, 8);
+  constexpr int MTS = cdiv(C, 16), NP = D / 16, UNITS = MTS * NP, UPW = cdiv(UNITS, 8);
   constexpr bool kMmaSums = UPW <= 4; // <= 32 accumulators a thread
   constexpr int kPieces = kChunk * D / 8 / kKMeansThreads; // 16-byte pieces a thread per chunk
   static_assert(kPieces * 8 * kKMeansThreads == kChunk * D, "chunk must split into 16-byte pieces");
-  __shared__ __align__(16) T xs[kChunk][LD];
-  __shared__ __align__(16) T chi[TC][LD];
-  __shared__ __align__(16) T clo[TC][LD];
-  __shared__ float cn[TC];
-  __shared__ int sAssign[kChunk];
+  __shared__ __align__(16) T xs[2][kChunk][LD];
+  __shared__ float bestD[WN][kChunk];
+  __shared__ int bestI[WN][kChunk];
+  __shared__ __align__(8) int sAssign[kChunk];
   __shared__ int bcount[kMmaSums ? C : 1];
+  static_assert(sizeof(xs) + sizeof(bestD) + sizeof(bestI) + sizeof(sAssign) + sizeof(bcount) <= kSharedBudget,
+                "k-means assign tiles exceed the static shared-memory budget");
 
   V sv(p);
   const int head = blockIdx.y, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int g = lane / 4, t4 = lane % 4;
+  const int g = lane / 4, t4 = lane % 4, wn = warp % WN, wm = warp / WN;
   const int n = sv.count();
   const int ceff = n < C ? n : C;
   const int chunks = cdiv(n, kChunk);
   if ((int)blockIdx.x >= chunks)
     return; // uniform over the block
   const float sc = S == Side::Query ? p.scale : 1.f;
-  const T *src = static_cast<const T *>(S == Side::Query ? p.q : p.k);
+  // Rows of a head are affine in the point index (plain and segment views
+  // alike, common.cuh), so one base and one stride address every point.
+  const T *src = static_cast<const T *>(S == Side::Query ? p.q : p.k) + sv.row(head, 0);
+  const long long rs = sv.row(head, 1) - sv.row(head, 0);
+  const bool async = (reinterpret_cast<unsigned long long>(src) & 15ull) == 0 && rs % 8 == 0;
 
-  // Centroids [c0, c0 + TC) as hi/lo rows and their squared norms; the L
-  // lanes of one centroid row sum its norm with a shuffle.
-  auto loadTile = [&](int c0) {
-    const float4 *cent = reinterpret_cast<const float4 *>(sv.centroids() + ((long long)head * C + c0) * D);
-#pragma unroll 1
-    for (int it = 0; it < cdiv(TC * L, kKMeansThreads); ++it) {
-      const int e = it * kKMeansThreads + tid;
-      const int c = e / L, d4 = e % L;
-      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (e < TC * L && c0 + c < ceff)
-        v = cent[e];
-      unsigned h0, l0, h1, l1;
-      split2<T>(v.x, v.y, h0, l0);
-      split2<T>(v.z, v.w, h1, l1);
-      float s = fmaf(v.w, v.w, fmaf(v.z, v.z, fmaf(v.y, v.y, v.x * v.x)));
-#pragma unroll
-      for (int off = L / 2; off > 0; off >>= 1)
-        s += __shfl_xor_sync(0xffffffffu, s, off);
-      if (e < TC * L) {
-        *reinterpret_cast<uint2 *>(&chi[c][4 * d4]) = make_uint2(h0, h1);
-        *reinterpret_cast<uint2 *>(&clo[c][4 * d4]) = make_uint2(l0, l1);
-        if (d4 == 0)
-          cn[c] = s;
-      }
-    }
-  };
-
-  uint4 pre[kPieces];
-  auto fetch = [&](int ch) {
+  // Copies of chunk ch into buffer b: cp.async when rows are 16-byte aligned,
+  // element loads otherwise; rows past n are zero (the sums product reads them).
+  auto stage = [&](int ch, int b) {
+    const T *base = src + (long long)ch * kChunk * rs;
 #pragma unroll
     for (int i = 0; i < kPieces; ++i) {
       const int e = i * kKMeansThreads + tid, r = e / (D / 8), c8 = e % (D / 8);
-      const long long pt = (long long)ch * kChunk + r;
-      pre[i] = pt < n ? loadRaw8<T>(src, sv.row(head, pt) + 8 * c8) : make_uint4(0u, 0u, 0u, 0u);
+      T *dst = &xs[b][r][8 * c8];
+      if (ch * kChunk + r >= n)
+        *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+      else if (async)
+        cpAsync16(dst, base + r * rs + 8 * c8);
+      else
+        *reinterpret_cast<uint4 *>(dst) = loadRaw8<T>(base, r * rs + 8 * c8);
+    }
+    cpAsyncCommit();
+  };
+
+  // This warp's centroids of the pass starting at c0: column g of each of its
+  // n-tiles as hi/lo B fragments, and the squared norms of the two columns
+  // 2 t4, 2 t4 + 1 its accumulators hold (+inf past Ceff: never chosen).
+  unsigned bh[NTW][KD][2], bl[NTW][KD][2];
+  float cn[NTW][2];
+  auto loadCentroids = [&](int c0) {
+    const float *cent = sv.centroids() + (long long)head * C * D;
+    float2 v[NTW][KD][2];
+#pragma unroll
+    for (int j = 0; j < NTW; ++j) {
+      const int c = c0 + 8 * (wn * NTW + j) + g;
+#pragma unroll
+      for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          v[j][kd][h] = c < ceff ? *reinterpret_cast<const float2 *>(cent + (long long)c * D + 16 * kd + 8 * h + 2 * t4)
+                                 : make_float2(0.f, 0.f);
+    }
+#pragma unroll
+    for (int j = 0; j < NTW; ++j) {
+      float s = 0.f;
+#pragma unroll
+      for (int kd = 0; kd < KD; ++kd)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          split2<T>(v[j][kd][h].x, v[j][kd][h].y, bh[j][kd][h], bl[j][kd][h]);
+          s = fmaf(v[j][kd][h].x, v[j][kd][h].x, fmaf(v[j][kd][h].y, v[j][kd][h].y, s));
+        }
+      s += __shfl_xor_sync(0xffffffffu, s, 1);
+      s += __shfl_xor_sync(0xffffffffu, s, 2);
+      if (c0 + 8 * (wn * NTW + j) + g >= ceff)
+        s = kInf();
+      cn[j][0] = __shfl_sync(0xffffffffu, s, 8 * t4);     // column 2 t4 lives in lanes 4 (2 t4) ..
+      cn[j][1] = __shfl_sync(0xffffffffu, s, 8 * t4 + 4); // column 2 t4 + 1 in lanes 4 (2 t4 + 1) ..
     }
   };
 
   if constexpr (kMmaSums)
     for (int c = tid; c < C; c += kKMeansThreads)
       bcount[c] = 0;
-  if constexpr (kResident)
-    loadTile(0); // visible after the first chunk's barriers
+  stage(blockIdx.x, 0);
+  if constexpr (Tl::kResident)
+    loadCentroids(0);
   float sacc[kMmaSums ? UPW : 1][2][4] = {};
 
-  fetch(blockIdx.x);
-  for (int ch = blockIdx.x; ch < chunks; ch += gridDim.x) {
-    __syncthreads(); // the previous chunk's xs and sAssign are no longer read
-#pragma unroll
-    for (int i = 0; i < kPieces; ++i) {
-      const int e = i * kKMeansThreads + tid, r = e / (D / 8), c8 = e % (D / 8);
-      *reinterpret_cast<uint4 *>(&xs[r][8 * c8]) = pre[i];
-    }
-    __syncthreads();
+  int buf = 0;
+  for (int ch = blockIdx.x; ch < chunks; ch += gridDim.x, buf ^= 1) {
+    cpAsyncWaitAll(); // this chunk's copies (the only group in flight)
+    __syncthreads();  // ... visible to all; the previous chunk is no longer read
     if (ch + (int)gridDim.x < chunks)
-      fetch(ch + gridDim.x); // in flight during this chunk's products
+      stage(ch + gridDim.x, buf ^ 1);
+    const T *xb = &xs[buf][0][0];
 
-    float best[2] = {kInf(), kInf()};
-    int bestC[2] = {0, 0};
-    for (int c0 = 0; c0 < ceff; c0 += TC) {
-      if constexpr (!kResident) {
-        __syncthreads(); // the previous centroid tile is no longer read
-        loadTile(c0);
-        __syncthreads();
-      }
-      float acc[TC / 8][4] = {};
 #pragma unroll 1
-      for (int kd = 0; kd < KD; ++kd) {
-        unsigned a[4];
-        loadA<LD>(a, &xs[0][0], 16 * warp, 16 * kd, lane);
+    for (int c0 = 0; c0 < ceff; c0 += CB) {
+      if constexpr (!Tl::kResident)
+        loadCentroids(c0);
+#pragma unroll 1
+      for (int m0 = 0; m0 < MTW; m0 += MG) {
+        // hi and lo products in separate accumulators: independent MMA chains.
+        float ah[MG][NTW][4] = {}, al[MG][NTW][4] = {};
 #pragma unroll
-        for (int nt = 0; nt < TC / 8; ++nt) {
-          const unsigned bh0 = lds32(&chi[8 * nt + g][16 * kd + 2 * t4]);
-          const unsigned bh1 = lds32(&chi[8 * nt + g][16 * kd + 8 + 2 * t4]);
-          const unsigned bl0 = lds32(&clo[8 * nt + g][16 * kd + 2 * t4]);
-          const unsigned bl1 = lds32(&clo[8 * nt + g][16 * kd + 8 + 2 * t4]);
-          mma16816<T>(acc[nt], a, bh0, bh1);
-          mma16816<T>(acc[nt], a, bl0, bl1);
-        }
-      }
+        for (int kd = 0; kd < KD; ++kd)
 #pragma unroll
-      for (int nt = 0; nt < TC / 8; ++nt)
+          for (int i = 0; i < MG; ++i) {
+            unsigned a[4];
+            loadA<LD>(a, xb, 16 * (wm * MTW + m0 + i), 16 * kd, lane);
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const int c = 8 * nt + 2 * t4 + (q & 1);
-          if (c0 + c < ceff) {
-            const float dist = fmaf(-2.f * sc, acc[nt][q], cn[c]);
-            if (dist < best[q >> 1]) { // ascending c per thread: ties keep the lowest
-              best[q >> 1] = dist;
-              bestC[q >> 1] = c0 + c;
+            for (int j = 0; j < NTW; ++j) {
+              mma16816<T>(ah[i][j], a, bh[j][kd][0], bh[j][kd][1]);
+              mma16816<T>(al[i][j], a, bl[j][kd][0], bl[j][kd][1]);
             }
           }
+        // Per thread: the closer of its two columns for rows g, g + 8 of each
+        // of the MG m-tiles (ascending column: ties keep the lowest).
+        float cd[MG][2];
+        int cc[MG][2];
+#pragma unroll
+        for (int i = 0; i < MG; ++i)
+#pragma unroll
+          for (int rr = 0; rr < 2; ++rr) {
+            cd[i][rr] = kInf();
+            cc[i][rr] = 0;
+#pragma unroll
+            for (int j = 0; j < NTW; ++j)
+#pragma unroll
+              for (int q = 0; q < 2; ++q) {
+                const float dist = fmaf(-2.f * sc, ah[i][j][2 * rr + q] + al[i][j][2 * rr + q], cn[j][q]);
+                if (dist < cd[i][rr]) {
+                  cd[i][rr] = dist;
+                  cc[i][rr] = c0 + 8 * (wn * NTW + j) + 2 * t4 + q;
+                }
+              }
+          }
+        // The four lanes of a row hold disjoint columns. Transposing reduction:
+        // across lanes t4 ^ 1 each lane keeps row g + 8 (t4 & 1) and hands the
+        // other over; across t4 ^ 2 (when MG = 2) it keeps m-tile (t4 >> 1) & 1.
+        // The merge is branch-free and breaks exact ties by the lower index.
+        auto merge = [](float &d, int &c, float od, int oc) {
+          const bool take = (od < d) | ((od == d) & (oc < c));
+          d = take ? od : d;
+          c = take ? oc : c;
+        };
+        const bool b1 = t4 & 1, b2 = t4 & 2;
+        float keepD[MG];
+        int keepC[MG];
+#pragma unroll
+        for (int i = 0; i < MG; ++i) {
+          keepD[i] = b1 ? cd[i][1] : cd[i][0];
+          keepC[i] = b1 ? cc[i][1] : cc[i][0];
+          const float od = __shfl_xor_sync(0xffffffffu, b1 ? cd[i][0] : cd[i][1], 1);
+          const int oc = __shfl_xor_sync(0xffffffffu, b1 ? cc[i][0] : cc[i][1], 1);
+          merge(keepD[i], keepC[i], od, oc);
         }
-    }
-    // Quad reduction: the four lanes of a row hold disjoint centroid columns.
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr)
-#pragma unroll
-      for (int off = 1; off < 4; off <<= 1) {
-        const float ob = __shfl_xor_sync(0xffffffffu, best[rr], off);
-        const int oc = __shfl_xor_sync(0xffffffffu, bestC[rr], off);
-        if (ob < best[rr] || (ob == best[rr] && oc < bestC[rr])) {
-          best[rr] = ob;
-          bestC[rr] = oc;
+        float best;
+        int bestC, mt;
+        if constexpr (MG == 2) {
+          best = b2 ? keepD[1] : keepD[0];
+          bestC = b2 ? keepC[1] : keepC[0];
+          const float od = __shfl_xor_sync(0xffffffffu, b2 ? keepD[0] : keepD[1], 2);
+          const int oc = __shfl_xor_sync(0xffffffffu, b2 ? keepC[0] : keepC[1], 2);
+          merge(best, bestC, od, oc);
+          mt = wm * MTW + m0 + (b2 ? 1 : 0);
+        } else {
+          best = keepD[0];
+          bestC = keepC[0];
+          merge(best, bestC, __shfl_xor_sync(0xffffffffu, best, 2), __shfl_xor_sync(0xffffffffu, bestC, 2));
+          mt = wm * MTW + m0;
+        }
+        if (MG == 2 || !b2) {
+          const int r = 16 * mt + g + (b1 ? 8 : 0);
+          // Earlier passes hold lower indices: only a strictly closer one replaces them.
+          if (c0 == 0 || best < bestD[wn][r]) {
+            bestD[wn][r] = best;
+            bestI[wn][r] = bestC;
+          }
         }
       }
-    if (t4 == 0) { // braces: a pragma between if and for may detach the loop
+    }
+    __syncthreads(); // every warp's candidates are in bestD / bestI
+    if (tid < kChunk) {
+      float best = bestD[0][tid];
+      int bestC = bestI[0][tid];
 #pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const int r = 16 * warp + g + 8 * rr;
-        const long long pt = (long long)ch * kChunk + r;
-        sAssign[r] = pt < n ? bestC[rr] : -1; // -1 matches no cluster below
-        if (pt < n) {
-          sv.assign()[(long long)head * n + pt] = bestC[rr];
-          if constexpr (kMmaSums)
-            atomicAdd(&bcount[bestC[rr]], 1);
+      for (int w = 1; w < WN; ++w) // ascending centroid ranges: strict keeps the lowest
+        if (bestD[w][tid] < best) {
+          best = bestD[w][tid];
+          bestC = bestI[w][tid];
         }
+      const long long pt = (long long)ch * kChunk + tid;
+      sAssign[tid] = pt < n ? bestC : -1; // -1 matches no cluster below
+      if (pt < n) {
+        sv.assign()[(long long)head * n + pt] = bestC;
+        if constexpr (kMmaSums)
+          atomicAdd(&bcount[bestC], 1);
       }
     }
     __syncthreads(); // sAssign is complete
     if constexpr (kMmaSums) {
+      // One-hot A fragment of cluster rows m0 + g, m0 + g + 8 and the slab's points.
+      auto onehot = [&](unsigned (&a)[4], int m0, int2 lo, int2 hi) {
+        const int r0 = m0 + g, r1 = m0 + g + 8;
+        a[0] = pack2<T>(lo.x == r0 ? 1.f : 0.f, lo.y == r0 ? 1.f : 0.f);
+        a[1] = pack2<T>(lo.x == r1 ? 1.f : 0.f, lo.y == r1 ? 1.f : 0.f);
+        a[2] = pack2<T>(hi.x == r0 ? 1.f : 0.f, hi.y == r0 ? 1.f : 0.f);
+        a[3] = pack2<T>(hi.x == r1 ? 1.f : 0.f, hi.y == r1 ? 1.f : 0.f);
+      };
+      // When NP is a multiple of UPW a warp's units share their cluster rows,
+      // so their one-hot fragment is built once per slab.
+      constexpr bool kShared = NP % UPW == 0;
 #pragma unroll 1
       for (int ks = 0; ks < kChunk / 16; ++ks) {
         const int k0 = 16 * ks;
-        const int s0 = sAssign[k0 + 2 * t4], s1 = sAssign[k0 + 2 * t4 + 1];
-        const int s2 = sAssign[k0 + 2 * t4 + 8], s3 = sAssign[k0 + 2 * t4 + 9];
+        const int2 lo = *reinterpret_cast<const int2 *>(&sAssign[k0 + 2 * t4]);
+        const int2 hi = *reinterpret_cast<const int2 *>(&sAssign[k0 + 2 * t4 + 8]);
+        unsigned a[4];
+        if constexpr (kShared)
+          onehot(a, 16 * (warp * UPW / NP), lo, hi);
 #pragma unroll
         for (int u = 0; u < UPW; ++u) {
           const int unit = warp * UPW + u;
           if (unit >= UNITS)
             break; // uniform over the warp
           const int m0 = 16 * (unit / NP), np = unit % NP;
-          const int r0 = m0 + g, r1 = m0 + g + 8;
-          unsigned a[4], b[4];
-          a[0] = pack2<T>(s0 == r0 ? 1.f : 0.f, s1 == r0 ? 1.f : 0.f);
-          a[1] = pack2<T>(s0 == r1 ? 1.f : 0.f, s1 == r1 ? 1.f : 0.f);
-          a[2] = pack2<T>(s2 == r0 ? 1.f : 0.f, s3 == r0 ? 1.f : 0.f);
-          a[3] = pack2<T>(s2 == r1 ? 1.f : 0.f, s3 == r1 ? 1.f : 0.f);
-          loadBTrans<LD>(b, &xs[0][0], k0, 16 * np, lane);
+          if constexpr (!kShared)
+            onehot(a, m0, lo, hi);
+          unsigned b[4];
+          loadBTrans<LD>(b, xb, k0, 16 * np, lane);
           mma16816<T>(sacc[u][0], a, b[0], b[1]);
           mma16816<T>(sacc[u][1], a, b[2], b[3]);
         }
       }
     } else {
-      // Warp w adds its 16 points one at a time, 32 consecutive components a request.
+      // Warp w adds its kChunk / 8 points one at a time, 32 consecutive components a request.
+      constexpr int PW = kChunk / 8;
 #pragma unroll 1
-      for (int r = 16 * warp; r < 16 * warp + 16; ++r) {
+      for (int r = PW * warp; r < PW * warp + PW; ++r) {
         const int c = sAssign[r];
         if (c < 0)
           break; // past the end: so are the warp's later points
         float *sum = sv.sums() + ((long long)head * C + c) * D;
         for (int d = lane; d < D; d += 32) {
-          const float x = toFloat(xs[r][d]);
+          const float x = toFloat(xs[buf][r][d]);
           atomicAdd(sum + d, S == Side::Query ? scaled(p, x) : x);
         }
         if (lane == 0)
