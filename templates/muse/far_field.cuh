@@ -52,13 +52,16 @@ template <class Cfg> struct FarFieldTiles {
 };
 
 /// Tiles of the tensor-core path: JT key clusters per shared tile (a multiple
-/// of 16, the k step of P V), summaries held as T hi + lo pairs.
+/// of 16, the k step of P V). A tile row is first the cluster's F fp32
+/// summary floats, copied by cp.async (LDS floats a row: 16-byte aligned
+/// rows), then, converted in place, kbar hi | kbar lo | vbar hi | vbar lo in T
+/// (LDT elements a row); near keys and values use the hi slots.
 template <class Cfg> struct FarFieldMmaTiles {
-  static constexpr int D = Cfg::D, DV = Cfg::DV;
+  static constexpr int D = Cfg::D, DV = Cfg::DV, F = 1 + D + DV;
   static constexpr int JT = cmin(D + DV > 128 ? 32 : 64, cdiv(Cfg::CK, 16) * 16);
   static constexpr int E1 = Cfg::NEAR > 0 ? Cfg::NEAR : 1;
-  static constexpr int bytes =
-      2 * JT * ((D + 8) + (DV + 8)) * (int)sizeof(typename Cfg::T) + 4 * (JT + D + E1) + Cfg::CK;
+  static constexpr int LDS = cdiv(F, 4) * 4, LDT = 2 * LDS;
+  static constexpr int bytes = 4 * JT * LDS + 4 * (JT + D + E1) + Cfg::CK;
   static constexpr bool usable = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 &&
                                  DV % 16 == 0 && Cfg::THREADS >= 32 && bytes <= kSharedBudget;
 };
@@ -67,7 +70,7 @@ template <class Cfg> struct FarFieldMmaTiles {
 /// running max m, this lane's partial sums l and the output fragments o, with
 /// O += P V from V stored row-major in shared memory (hi, plus lo when LO).
 /// The weights are split into T hi + lo for the product.
-template <class T, int JT, int DV, bool LO>
+template <class T, int JT, int DV, bool LO, int LD = DV + 8>
 __device__ __forceinline__ void foldTileMma(float (&s)[JT / 8][4], const float *bias, float (&m)[2],
                                             float (&l)[2], float (&o)[DV / 8][4], const T *vh,
                                             const T *vl, int lane) {
@@ -114,53 +117,17 @@ __device__ __forceinline__ void foldTileMma(float (&s)[JT / 8][4], const float *
 #pragma unroll
     for (int nv2 = 0; nv2 < NV / 2; ++nv2) {
       unsigned bh[4];
-      loadBTrans<DV + 8>(bh, vh, 16 * kk, 16 * nv2, lane);
+      loadBTrans<LD>(bh, vh, 16 * kk, 16 * nv2, lane);
       mma16816<T>(o[2 * nv2], phi, bh[0], bh[1]);
       mma16816<T>(o[2 * nv2 + 1], phi, bh[2], bh[3]);
       mma16816<T>(o[2 * nv2], plo, bh[0], bh[1]);
       mma16816<T>(o[2 * nv2 + 1], plo, bh[2], bh[3]);
       if constexpr (LO) {
         unsigned bl[4];
-        loadBTrans<DV + 8>(bl, vl, 16 * kk, 16 * nv2, lane);
+        loadBTrans<LD>(bl, vl, 16 * kk, 16 * nv2, lane);
         mma16816<T>(o[2 * nv2], phi, bl[0], bl[1]);
         mma16816<T>(o[2 * nv2 + 1], phi, bl[2], bl[3]);
       }
-    }
-  }
-}
-
-/// Columns [c0, c0 + C) of the summaries of key clusters j0 .. j0 + JT - 1
-/// (rows of F floats from sum_i) into rows of LD elements as T hi + lo pairs,
-/// zero where bias is -inf. Every load of a thread is issued before any is
-/// used (one round trip per tile, not one per loop iteration: the tile load
-/// otherwise outlasts the MMAs). bias is written before the call; the barrier
-/// inside makes it visible.
-template <class T, int JT, int C, int LD, int F, int CK, int THREADS, int NB0>
-__device__ __forceinline__ void loadSummaryCols(T (*hi)[LD], T (*lo)[LD], const float *sum_i,
-                                                const float *bias, int j0, int c0, int tid) {
-  constexpr int P = JT * (C / 2), NP = cdiv(P, THREADS);
-  constexpr int NB = cmin(NP, NB0); // pairs in flight per thread: bounded, for the registers
-#pragma unroll 1
-  for (int b0 = 0; b0 < NP; b0 += NB) {
-    float a[NB], b[NB];
-#pragma unroll
-    for (int u = 0; u < NB; ++u) {
-      const int e = tid + (b0 + u) * THREADS, t = e / (C / 2), d = 2 * (e - t * (C / 2));
-      const bool in = b0 + u < NP && (P % THREADS == 0 || e < P) && j0 + t < CK;
-      const float *src = sum_i + (long long)(j0 + t) * F + c0 + d;
-      a[u] = in ? src[0] : 0.f;
-      b[u] = in ? src[1] : 0.f;
-    }
-    if (b0 == 0)
-      __syncthreads(); // bias is visible
-#pragma unroll
-    for (int u = 0; u < NB; ++u) {
-      const int e = tid + (b0 + u) * THREADS, t = e / (C / 2), d = 2 * (e - t * (C / 2));
-      if (b0 + u >= NP || (P % THREADS != 0 && e >= P))
-        break;
-      const bool zero = bias[t] == -kInf();
-      split2<T>(zero ? 0.f : a[u], zero ? 0.f : b[u], *reinterpret_cast<unsigned *>(&hi[t][d]),
-                *reinterpret_cast<unsigned *>(&lo[t][d]));
     }
   }
 }
@@ -179,12 +146,11 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
   constexpr int E = Cfg::NEAR, JT = Tl::JT, W = THREADS / 32, KD = D / 16, NJ = JT / 8, NV = DV / 8;
-  constexpr int F = 1 + D + DV;
+  constexpr int F = 1 + D + DV, LDS = Tl::LDS, LDT = Tl::LDT;
   constexpr bool kOneTile = CK <= JT && E == 0; // summaries loaded once for all query steps
-  __shared__ __align__(16) T khi[JT][D + 8];
-  __shared__ __align__(16) T klo[JT][D + 8];
-  __shared__ __align__(16) T vhi[JT][DV + 8];
-  __shared__ __align__(16) T vlo[JT][DV + 8];
+  __shared__ __align__(16) float tile[JT * LDS];
+  T *const tileT = reinterpret_cast<T *>(tile);
+  T *const khi = tileT, *const klo = tileT + D, *const vhi = tileT + 2 * D, *const vlo = tileT + 2 * D + DV;
   __shared__ float bias[JT];
   __shared__ float cen[D];
   __shared__ int nearList[Tl::E1];
@@ -202,14 +168,63 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
   const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
   const int *kperm = p.k_perm + (long long)hi.kh * p.M;
 
+  // Summaries of key clusters j0 .. j0 + JT - 1 into the tile as T hi + lo
+  // pairs, zero where bias is -inf (near, empty or past CK). The summaries of
+  // (i, j0..) are contiguous: every 4-byte copy of the tile is in flight at
+  // once (a register round trip per batch of loads made the load of the
+  // tile, not the MMAs, the block's time when clusters are small). Then each
+  // warp converts whole rows in place: all of a row is read before any of it
+  // is overwritten. The caller's barrier makes the tile visible.
   auto loadTile = [&](int j0) {
-    for (int t = tid; t < JT; t += THREADS)
-      bias[t] = j0 + t < CK && !isNear[j0 + t] ? sum_i[(long long)(j0 + t) * F] : -kInf();
-    // Fewer loads in flight when the tile is reloaded per query step, next
-    // to the step's fragments and accumulators.
-    constexpr int NB = kOneTile ? 8 : 2;
-    loadSummaryCols<T, JT, D, D + 8, F, CK, THREADS, NB>(khi, klo, sum_i, bias, j0, 1, tid);
-    loadSummaryCols<T, JT, DV, DV + 8, F, CK, THREADS, NB>(vhi, vlo, sum_i, bias, j0, 1 + D, tid);
+    const int rows = cmin(JT, CK - j0);
+    const float *src = sum_i + (long long)j0 * F;
+#pragma unroll 1
+    for (int e = tid; e < rows * F; e += THREADS) {
+      const int t = e / F;
+      cpAsync4(tile + t * LDS + (e - t * F), src + e);
+    }
+    cpAsyncCommit();
+    cpAsyncWaitAll();
+    __syncthreads();
+    constexpr int KP = cdiv(D / 2, 32), VP = cdiv(DV / 2, 32); // column pairs per lane
+#pragma unroll 1
+    for (int t = warp; t < JT; t += W) {
+      const float *row = tile + t * LDS;
+      const bool live = j0 + t < CK && !isNear[j0 + t];
+      const float b = live ? row[0] : -kInf(); // lnmass; -inf for an empty cluster too
+      const bool zero = b == -kInf();
+      float ka[KP][2], va[VP][2];
+#pragma unroll
+      for (int u = 0; u < KP; ++u) {
+        const int c = 2 * (lane + 32 * u);
+        ka[u][0] = c < D && !zero ? row[1 + c] : 0.f;
+        ka[u][1] = c < D && !zero ? row[2 + c] : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < VP; ++u) {
+        const int c = 2 * (lane + 32 * u);
+        va[u][0] = c < DV && !zero ? row[1 + D + c] : 0.f;
+        va[u][1] = c < DV && !zero ? row[2 + D + c] : 0.f;
+      }
+      __syncwarp(); // the whole row is read
+      T *rowT = tileT + t * LDT;
+#pragma unroll
+      for (int u = 0; u < KP; ++u) {
+        const int c = 2 * (lane + 32 * u);
+        if (c < D)
+          split2<T>(ka[u][0], ka[u][1], *reinterpret_cast<unsigned *>(rowT + c),
+                    *reinterpret_cast<unsigned *>(rowT + D + c));
+      }
+#pragma unroll
+      for (int u = 0; u < VP; ++u) {
+        const int c = 2 * (lane + 32 * u);
+        if (c < DV)
+          split2<T>(va[u][0], va[u][1], *reinterpret_cast<unsigned *>(rowT + 2 * D + c),
+                    *reinterpret_cast<unsigned *>(rowT + 2 * D + DV + c));
+      }
+      if (lane == 0)
+        bias[t] = b;
+    }
   };
 
   for (int d = tid; d < D; d += THREADS)
@@ -273,15 +288,14 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
       for (int kd = 0; kd < KD; ++kd)
 #pragma unroll
         for (int nt = 0; nt < NJ; ++nt) {
-          const unsigned bh0 = lds32(&khi[8 * nt + g][16 * kd + 2 * t4]);
-          const unsigned bh1 = lds32(&khi[8 * nt + g][16 * kd + 8 + 2 * t4]);
-          const unsigned bl0 = lds32(&klo[8 * nt + g][16 * kd + 2 * t4]);
-          const unsigned bl1 = lds32(&klo[8 * nt + g][16 * kd + 8 + 2 * t4]);
+          const int at = (8 * nt + g) * LDT + 16 * kd + 2 * t4;
+          const unsigned bh0 = lds32(khi + at), bh1 = lds32(khi + at + 8);
+          const unsigned bl0 = lds32(klo + at), bl1 = lds32(klo + at + 8);
           mma16816<T>(s[nt], ahi[kd], bh0, bh1);
           mma16816<T>(s[nt], ahi[kd], bl0, bl1);
           mma16816<T>(s[nt], alo[kd], bh0, bh1);
         }
-      foldTileMma<T, JT, DV, true>(s, bias, m, l, o, &vhi[0][0], &vlo[0][0], lane);
+      foldTileMma<T, JT, DV, true, LDT>(s, bias, m, l, o, vhi, vlo, lane);
     }
 
     // Near field: x_n . k_l for the members of each near cluster, exactly in T.
@@ -322,7 +336,7 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
             pk.y = pack2<T>(x[2], x[3]);
             pk.z = pack2<T>(x[4], x[5]);
             pk.w = pack2<T>(x[6], x[7]);
-            *reinterpret_cast<uint4 *>(&khi[t][8 * sg]) = pk;
+            *reinterpret_cast<uint4 *>(khi + t * LDT + 8 * sg) = pk;
           }
           for (int e2 = tid; e2 < JT * (DV / 8); e2 += THREADS) {
             const int t = e2 / (DV / 8), sg = e2 - t * (DV / 8);
@@ -334,7 +348,7 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
             pk.y = pack2<T>(x[2], x[3]);
             pk.z = pack2<T>(x[4], x[5]);
             pk.w = pack2<T>(x[6], x[7]);
-            *reinterpret_cast<uint4 *>(&vhi[t][8 * sg]) = pk;
+            *reinterpret_cast<uint4 *>(vhi + t * LDT + 8 * sg) = pk;
           }
           __syncthreads();
           float s[NJ][4] = {};
@@ -342,12 +356,12 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
           for (int kd = 0; kd < KD; ++kd)
 #pragma unroll
             for (int nt = 0; nt < NJ; ++nt) {
-              const unsigned b0 = lds32(&khi[8 * nt + g][16 * kd + 2 * t4]);
-              const unsigned b1 = lds32(&khi[8 * nt + g][16 * kd + 8 + 2 * t4]);
+              const unsigned b0 = lds32(khi + (8 * nt + g) * LDT + 16 * kd + 2 * t4);
+              const unsigned b1 = lds32(khi + (8 * nt + g) * LDT + 16 * kd + 8 + 2 * t4);
               mma16816<T>(s[nt], ahi[kd], b0, b1);
               mma16816<T>(s[nt], alo[kd], b0, b1);
             }
-          foldTileMma<T, JT, DV, false>(s, bias, m, l, o, &vhi[0][0], &vhi[0][0], lane);
+          foldTileMma<T, JT, DV, false, LDT>(s, bias, m, l, o, vhi, vhi, lane);
         }
       }
     }

@@ -182,6 +182,14 @@ __device__ __forceinline__ void cpAsync16(void *smem, const void *gmem) {
 __device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void cpAsyncWaitAll() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
+/// 4 bytes global -> shared without a register round trip, for rows whose
+/// 16-byte alignment differs between source and destination (both addresses
+/// 4-byte aligned); visible as after cpAsync16.
+__device__ __forceinline__ void cpAsync4(void *smem, const void *gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(gmem) : "memory");
+}
+
 } // namespace muse
 
 #endif // MUSE_TEMPLATES_SMEM_GEMM_CUH

@@ -31,7 +31,7 @@ template <class Cfg> struct SummarizeTiles {
   static_assert(bytes(BK) <= kSharedBudget, "summarize tiles exceed 48 KB of shared memory");
 };
 
-/// fp32 path. Grid (CK, B*H), block THREADS.
+/// fp32 path. Grid (any x, B*H), block THREADS: key clusters strided over blockIdx.x.
 template <class Cfg> __device__ void summarizeExact(const MuseParams &p) {
   using Tl = SummarizeTiles<Cfg>;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
@@ -48,86 +48,88 @@ template <class Cfg> __device__ void summarizeExact(const MuseParams &p) {
   __shared__ int kidx[BK];
 
   const int tid = threadIdx.x;
-  const int j = blockIdx.x, bh = blockIdx.y;
+  const int bh = blockIdx.y;
   const HeadIndex hi(p, bh);
-  const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
-  const int kstart = koff[j], kcount = koff[j + 1] - kstart;
-  const int *kperm = p.k_perm + (long long)hi.kh * p.M + kstart;
-  float *out = p.summaries + ((long long)bh * CQ * CK + j) * F; // + i*CK*F for pair i
+  for (int j = blockIdx.x; j < CK; j += gridDim.x) {
+    const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
+    const int kstart = koff[j], kcount = koff[j + 1] - kstart;
+    const int *kperm = p.k_perm + (long long)hi.kh * p.M + kstart;
+    float *out = p.summaries + ((long long)bh * CQ * CK + j) * F; // + i*CK*F for pair i
 
-  if (kcount == 0) {
-    for (long long e = tid; e < (long long)CQ * F; e += THREADS) {
-      const int i = (int)(e / F), f = (int)(e - (long long)i * F);
-      out[(long long)i * CK * F + f] = f == 0 ? -kInf() : 0.f;
+    if (kcount == 0) {
+      for (long long e = tid; e < (long long)CQ * F; e += THREADS) {
+        const int i = (int)(e / F), f = (int)(e - (long long)i * F);
+        out[(long long)i * CK * F + f] = f == 0 ? -kInf() : 0.f;
+      }
+      continue;
     }
-    return;
-  }
 
-  const OwnK ownK(tid);
-  const OwnV ownV(tid);
-  for (int i0 = 0; i0 < CQ; i0 += TI) {
-    const int ti = cmin(TI, CQ - i0);
-    __syncthreads(); // the previous pass is done with cen, mrow, zrow
-    const float *qc = p.q_centroids + ((long long)bh * CQ + i0) * D;
-    for (int e = tid; e < TI * D; e += THREADS) {
-      const int r = e / D, d = e - r * D;
-      cen[r][d] = r < ti ? qc[(long long)r * D + d] : 0.f;
-    }
-    for (int r = tid; r < TI; r += THREADS) {
-      mrow[r] = -kInf();
-      zrow[r] = 0.f;
-    }
-    float accK[OwnK::NR][OwnK::NC] = {};
-    float accV[OwnV::NR][OwnV::NC] = {};
+    const OwnK ownK(tid);
+    const OwnV ownV(tid);
+    for (int i0 = 0; i0 < CQ; i0 += TI) {
+      const int ti = cmin(TI, CQ - i0);
+      __syncthreads(); // the previous pass is done with cen, mrow, zrow
+      const float *qc = p.q_centroids + ((long long)bh * CQ + i0) * D;
+      for (int e = tid; e < TI * D; e += THREADS) {
+        const int r = e / D, d = e - r * D;
+        cen[r][d] = r < ti ? qc[(long long)r * D + d] : 0.f;
+      }
+      for (int r = tid; r < TI; r += THREADS) {
+        mrow[r] = -kInf();
+        zrow[r] = 0.f;
+      }
+      float accK[OwnK::NR][OwnK::NC] = {};
+      float accV[OwnV::NR][OwnV::NC] = {};
 
-    for (int l0 = 0; l0 < kcount; l0 += BK) {
-      const int tk = cmin(BK, kcount - l0);
-      __syncthreads(); // the previous key tile is no longer read
-      for (int l = tid; l < BK; l += THREADS)
-        kidx[l] = l < tk ? kperm[l0 + l] : -1;
-      __syncthreads();
-      for (int e = tid; e < BK * D; e += THREADS) {
-        const int l = e / D, d = e - l * D;
-        ks[l][d] = l < tk ? loadf<T>(p.k, kRow(p, hi.kh, kidx[l]) + d) : 0.f;
+      for (int l0 = 0; l0 < kcount; l0 += BK) {
+        const int tk = cmin(BK, kcount - l0);
+        __syncthreads(); // the previous key tile is no longer read
+        for (int l = tid; l < BK; l += THREADS)
+          kidx[l] = l < tk ? kperm[l0 + l] : -1;
+        __syncthreads();
+        for (int e = tid; e < BK * D; e += THREADS) {
+          const int l = e / D, d = e - l * D;
+          ks[l][d] = l < tk ? loadf<T>(p.k, kRow(p, hi.kh, kidx[l]) + d) : 0.f;
+        }
+        for (int e = tid; e < BK * DV; e += THREADS) {
+          const int l = e / DV, d = e - l * DV;
+          vs[l][d] = l < tk ? loadf<T>(p.v, vRow(p, hi.kh, kidx[l]) + d) : 0.f;
+        }
+        __syncthreads();
+        for (int e = tid; e < TI * BK; e += THREADS) {
+          const int r = e / BK, l = e - r * BK;
+          w[r][l] = l < tk ? dot<D>(cen[r], ks[l]) : -kInf();
+        }
+        __syncthreads();
+        softmaxStep<TI, BK, BK + 1, THREADS>(&w[0][0], mrow, zrow, alpha);
+        rescaleAccumulate<OwnK, BK, BK + 1, D + 1>(ownK, accK, &w[0][0], &ks[0][0], alpha);
+        rescaleAccumulate<OwnV, BK, BK + 1, DV>(ownV, accV, &w[0][0], &vs[0][0], alpha);
       }
-      for (int e = tid; e < BK * DV; e += THREADS) {
-        const int l = e / DV, d = e - l * DV;
-        vs[l][d] = l < tk ? loadf<T>(p.v, vRow(p, hi.kh, kidx[l]) + d) : 0.f;
+      __syncthreads(); // zrow and mrow are final
+#pragma unroll
+      for (int r = 0; r < OwnK::NR; ++r) {
+        const int i = ownK.row(r);
+        if (!ownK.valid(r) || i >= ti)
+          continue;
+        const float z = zrow[i];
+#pragma unroll
+        for (int c = 0; c < OwnK::NC; ++c)
+          out[(long long)(i0 + i) * CK * F + 1 + ownK.col(c)] = accK[r][c] / z;
       }
-      __syncthreads();
-      for (int e = tid; e < TI * BK; e += THREADS) {
-        const int r = e / BK, l = e - r * BK;
-        w[r][l] = l < tk ? dot<D>(cen[r], ks[l]) : -kInf();
+#pragma unroll
+      for (int r = 0; r < OwnV::NR; ++r) {
+        const int i = ownV.row(r);
+        if (!ownV.valid(r) || i >= ti)
+          continue;
+        const float z = zrow[i];
+#pragma unroll
+        for (int c = 0; c < OwnV::NC; ++c)
+          out[(long long)(i0 + i) * CK * F + 1 + D + ownV.col(c)] = accV[r][c] / z;
       }
-      __syncthreads();
-      softmaxStep<TI, BK, BK + 1, THREADS>(&w[0][0], mrow, zrow, alpha);
-      rescaleAccumulate<OwnK, BK, BK + 1, D + 1>(ownK, accK, &w[0][0], &ks[0][0], alpha);
-      rescaleAccumulate<OwnV, BK, BK + 1, DV>(ownV, accV, &w[0][0], &vs[0][0], alpha);
+      for (int i = tid; i < ti; i += THREADS)
+        out[(long long)(i0 + i) * CK * F] = mrow[i] + logf(zrow[i]);
     }
-    __syncthreads(); // zrow and mrow are final
-#pragma unroll
-    for (int r = 0; r < OwnK::NR; ++r) {
-      const int i = ownK.row(r);
-      if (!ownK.valid(r) || i >= ti)
-        continue;
-      const float z = zrow[i];
-#pragma unroll
-      for (int c = 0; c < OwnK::NC; ++c)
-        out[(long long)(i0 + i) * CK * F + 1 + ownK.col(c)] = accK[r][c] / z;
-    }
-#pragma unroll
-    for (int r = 0; r < OwnV::NR; ++r) {
-      const int i = ownV.row(r);
-      if (!ownV.valid(r) || i >= ti)
-        continue;
-      const float z = zrow[i];
-#pragma unroll
-      for (int c = 0; c < OwnV::NC; ++c)
-        out[(long long)(i0 + i) * CK * F + 1 + D + ownV.col(c)] = accV[r][c] / z;
-    }
-    for (int i = tid; i < ti; i += THREADS)
-      out[(long long)(i0 + i) * CK * F] = mrow[i] + logf(zrow[i]);
-  }
+  } // the next cluster starts with a barrier before any shared store
 }
 
 /// 16-bit path: keys per shared-memory chunk (a cluster of at most LK keys is
@@ -138,7 +140,43 @@ template <class Cfg> struct SummarizeMmaTiles {
   static constexpr bool kSplit = D + DV > 128;
   static constexpr int bytes = 2 * LK * (D + DV + 16);
   static_assert(bytes <= kSharedBudget, "summarize tiles exceed 48 KB of shared memory");
+  // Output staging: each warp turns its 16 rows into row-contiguous stores, SC
+  // columns at a time (the fragment layout stores 8 rows x 4 scattered floats
+  // per instruction, which made the kernel L2-bound on partial sectors). Off
+  // when it does not fit next to the key tiles (the direct stores remain).
+  static constexpr int SC = 32;
+  static constexpr int stageBytes = 4 * W * 16 * (SC + 1);
+  static constexpr bool kStage = D % SC == 0 && DV % SC == 0 && bytes + stageBytes <= kSharedBudget;
+  // Centroids in one pass: their fragments are loaded once per block.
+  static constexpr bool kOnePass = Cfg::CQ <= 16 * W;
 };
+
+/// Rows rowBase .. rowBase + 15 (those < CQ) of one output part: fragment
+/// columns (8 per accumulator tile) times inv of the row, written from col0 of
+/// each row through this warp's staging tile st (16 x (SC + 1) floats), one
+/// row of SC contiguous floats per store instruction.
+template <int NC, int SC, long long ROW>
+__device__ __forceinline__ void storeRowsStaged(const float (&acc)[NC][4], const float (&inv)[2], float *st,
+                                                float *out, int rowBase, int rows, int col0, int lane) {
+  constexpr int PER = SC / 8; // accumulator tiles per staged chunk
+  static_assert(NC % PER == 0, "output part not a multiple of the staging width");
+  const int g = lane / 4, t4 = lane % 4;
+#pragma unroll
+  for (int q = 0; q < NC / PER; ++q) {
+    __syncwarp(); // the previous chunk is read
+#pragma unroll
+    for (int cc = 0; cc < PER; ++cc)
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        float *d = st + (g + 8 * rr) * (SC + 1) + 8 * cc + 2 * t4;
+        d[0] = acc[PER * q + cc][2 * rr] * inv[rr];
+        d[1] = acc[PER * q + cc][2 * rr + 1] * inv[rr];
+      }
+    __syncwarp();
+    for (int r = 0; r < rows; ++r)
+      out[(long long)(rowBase + r) * ROW + col0 + SC * q + lane] = st[r * (SC + 1) + lane];
+  }
+}
 
 /// One 16-byte group of 8 T from element off of base into shared dst (16-byte
 /// aligned): by cp.async when the source is aligned, else through registers;
@@ -219,7 +257,7 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
                                               const unsigned (&alo)[Cfg::D / 16][4], typename Cfg::T *ks,
                                               typename Cfg::T *vs, bool resident, int kcount,
                                               const int *kperm, int kh, bool active, float *out,
-                                              int rowBase) {
+                                              int rowBase, float *stage) {
   using Tl = SummarizeMmaTiles<Cfg>;
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, LK = Tl::LK, F = 1 + D + DV;
@@ -243,6 +281,8 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
     for (int kd = 0; kd < D / 16; ++kd)
 #pragma unroll
       for (int nt = 0; nt < LK / 8; ++nt) {
+        if (8 * nt >= tk)
+          break; // columns past the chunk's keys are masked below (small clusters: most of them)
         const T *kr = ks + (8 * nt + g) * (D + 8) + 16 * kd + 2 * t4;
         const unsigned b0 = lds32(kr), b1 = lds32(kr + 8);
         mma16816<T>(s[nt], ahi[kd], b0, b1);
@@ -317,6 +357,21 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
     l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 1);
     l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 2);
   }
+  if constexpr (Tl::kStage) {
+    const float inv[2] = {1.f / l[0], 1.f / l[1]};
+    const int rows = cmin(16, CQ - rowBase);
+    if (DoK && t4 == 0) { // braces: a pragma between if and for detaches the loop
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr)
+        if (g + 8 * rr < rows)
+          out[(long long)(rowBase + g + 8 * rr) * CK * F] = m[rr] + logf(l[rr]);
+    }
+    if constexpr (DoK)
+      storeRowsStaged<KN, Tl::SC, (long long)CK * F>(accK, inv, stage, out, rowBase, rows, 1, lane);
+    if constexpr (DoV)
+      storeRowsStaged<VN, Tl::SC, (long long)CK * F>(accV, inv, stage, out, rowBase, rows, 1 + D, lane);
+    return;
+  }
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int i = rowBase + g + 8 * rr;
@@ -343,41 +398,33 @@ __device__ __forceinline__ void summarizeRows(const MuseParams &p, const unsigne
   }
 }
 
-/// 16-bit path. Grid (CK, B*H), block THREADS: every warp takes 16 centroids
-/// per pass, so one pass covers 16 * THREADS / 32 of them.
+/// 16-bit path. Grid (any x, B*H), block THREADS: block x takes the key
+/// clusters x*per .. (x+1)*per - 1, per = ceil(CK / gridDim.x) (the launch
+/// gives small clusters several per block, so that the centroid fragments and
+/// the block's start are paid once for them);
+/// every warp takes 16 centroids per pass, so one pass covers 16 * THREADS / 32
+/// of them.
 template <class Cfg> __device__ void summarizeMma(const MuseParams &p) {
   using Tl = SummarizeMmaTiles<Cfg>;
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
-  constexpr int LK = Tl::LK, F = 1 + D + DV, W = Tl::W, DS = D / 8, VS = DV / 8;
+  constexpr int LK = Tl::LK, F = 1 + D + DV, W = Tl::W;
   __shared__ __align__(16) T ks[LK * (D + 8)];
   __shared__ __align__(16) T vs[LK * (DV + 8)];
+  __shared__ float stageAll[Tl::kStage ? W * 16 * (Tl::SC + 1) : 1];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-  const int j = blockIdx.x, bh = blockIdx.y;
+  const int bh = blockIdx.y;
+  if ((int)blockIdx.x * cdiv(CK, (int)gridDim.x) >= CK)
+    return; // the launch covers M / 128 blocks, more than CK for long sequences
   const HeadIndex hi(p, bh);
   const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
-  const int kstart = koff[j], kcount = koff[j + 1] - kstart;
-  const int *kperm = p.k_perm + (long long)hi.kh * p.M + kstart;
-  float *out = p.summaries + ((long long)bh * CQ * CK + j) * F; // + i*CK*F for pair i
+  const int *kpermHead = p.k_perm + (long long)hi.kh * p.M;
+  float *stage = Tl::kStage ? stageAll + warp * 16 * (Tl::SC + 1) : nullptr;
 
-  if (kcount == 0) {
-    for (long long e = tid; e < (long long)CQ * F; e += THREADS) {
-      const int i = (int)(e / F), f = (int)(e - (long long)i * F);
-      out[(long long)i * CK * F + f] = f == 0 ? -kInf() : 0.f;
-    }
-    return;
-  }
-  const bool resident = kcount <= LK;
-  if (resident) {
-    loadKeyChunk<Cfg, true>(p, ks, vs, kperm, hi.kh, 0, kcount, tid);
-    __syncthreads();
-  }
-
-  for (int i0 = 0; i0 < CQ; i0 += 16 * W) {
-    const int rowBase = i0 + 16 * warp;
-    const bool active = rowBase < CQ; // uniform per warp; inactive warps still load
-    unsigned ahi[D / 16][4], alo[D / 16][4];
+  // A fragments of centroid rows rowBase.. (hi + lo split, zero rows past CQ).
+  unsigned ahi[D / 16][4], alo[D / 16][4];
+  auto loadCentroids = [&](int rowBase) {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
       const int i = rowBase + g + 8 * rr;
@@ -393,16 +440,51 @@ template <class Cfg> __device__ void summarizeMma(const MuseParams &p) {
           alo[kd][rr + 2 * hf] = pack2<T>(x0 - toFloat(h0), x1 - toFloat(h1));
         }
     }
-    if constexpr (Tl::kSplit) {
-      summarizeRows<Cfg, true, false>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase);
-      summarizeRows<Cfg, false, true>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase);
-    } else {
-      summarizeRows<Cfg, true, true>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase);
+  };
+  if constexpr (Tl::kOnePass)
+    loadCentroids(16 * warp);
+
+  // A run of consecutive clusters per block: the rows (i, j) of adjacent j are
+  // adjacent in memory, so each block's writes form runs of whole lines.
+  const int per = cdiv(CK, (int)gridDim.x), jEnd = cmin(CK, ((int)blockIdx.x + 1) * per);
+  for (int j = blockIdx.x * per; j < jEnd; ++j) {
+    const int kstart = koff[j], kcount = koff[j + 1] - kstart;
+    const int *kperm = kpermHead + kstart;
+    float *out = p.summaries + ((long long)bh * CQ * CK + j) * F; // + i*CK*F for pair i
+
+    if (kcount == 0) {
+      for (long long e = tid; e < (long long)CQ * F; e += THREADS) {
+        const int i = (int)(e / F), f = (int)(e - (long long)i * F);
+        out[(long long)i * CK * F + f] = f == 0 ? -kInf() : 0.f;
+      }
+      continue;
+    }
+    const bool resident = kcount <= LK;
+    if (resident) {
+      __syncthreads(); // the previous cluster's keys are no longer read
+      loadKeyChunk<Cfg, true>(p, ks, vs, kperm, hi.kh, 0, kcount, tid);
+      __syncthreads();
+    }
+
+    for (int i0 = 0; i0 < CQ; i0 += 16 * W) {
+      const int rowBase = i0 + 16 * warp;
+      const bool active = rowBase < CQ; // uniform per warp; inactive warps still load
+      if constexpr (!Tl::kOnePass)
+        loadCentroids(rowBase);
+      if constexpr (Tl::kSplit) {
+        summarizeRows<Cfg, true, false>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase,
+                                        stage);
+        summarizeRows<Cfg, false, true>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase,
+                                        stage);
+      } else {
+        summarizeRows<Cfg, true, true>(p, ahi, alo, ks, vs, resident, kcount, kperm, hi.kh, active, out, rowBase,
+                                       stage);
+      }
     }
   }
 }
 
-/// Grid (CK, B*H), block THREADS.
+/// Grid (any x, B*H), block THREADS: key clusters split over blockIdx.x.
 template <class Cfg> __device__ void summarize(const MuseParams &p) {
   if constexpr (TensorCoreType<typename Cfg::T>::value)
     summarizeMma<Cfg>(p);

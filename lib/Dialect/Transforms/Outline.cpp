@@ -107,9 +107,12 @@ public:
     int64_t CQ = spec.getQueryClusters(), CK = spec.getKeyClusters(), T = sched.getThreads();
     if (isa<SummarizeOp>(op)) {
       use({"q_centroids", "k_offsets", "k_perm", "summaries"});
+      // About 128 keys a block: small clusters (causal segments) share a block and
+      // its centroid fragments; from M = 128·CK on, one cluster a block (the
+      // kernel strides over key clusters, and blocks past CK return at once).
       launch("muse_summarize", "summarize<MuseCfg>", T,
              "stage 1: summaries of every (query cluster, key cluster)",
-             {constant(CK), heads(true), constant(1)});
+             {over(Sym::M, 128), heads(true), constant(1)});
       return success();
     }
     if (isa<SelectNearOp>(op)) {

@@ -50,7 +50,7 @@
 // LAYOUT-NEXT: launch muse_kmeans_assign_q grid 1 8 1 block 256
 // LAYOUT-NEXT: launch muse_kmeans_update_q grid 4 8 1 block 64
 // LAYOUT-NEXT: launch muse_cluster_sort_q grid 1 8 1 block 1024
-// LAYOUT-NEXT: launch muse_summarize grid 2 8 1 block 128
+// LAYOUT-NEXT: launch muse_summarize grid 3 8 1 block 128
 // LAYOUT-NEXT: launch muse_select_near grid 4 8 1 block 32
 // LAYOUT-NEXT: launch muse_far_field grid 4 8 1 block 128
 // LAYOUT-EMPTY:

@@ -46,7 +46,7 @@
 // CHECK-NEXT: muse.launch @muse_kmeans_assign_q grid ("ceil(N/1024)", "B*H", "1")
 // CHECK-NEXT: muse.launch @muse_kmeans_update_q grid ("16", "B*H", "1")
 // CHECK-NEXT: muse.launch @muse_cluster_sort_q grid ("1", "B*H", "1")
-// CHECK-NEXT: muse.launch @muse_summarize grid ("8", "B*H", "1")
+// CHECK-NEXT: muse.launch @muse_summarize grid ("ceil(M/128)", "B*H", "1")
 // CHECK-NEXT: muse.launch @muse_select_near grid ("16", "B*H", "1")
 // CHECK-NEXT: muse.launch @muse_far_field grid ("16", "B*H", "1")
 // CHECK-NEXT: muse.launch @muse_dipole grid ("16", "B*H", "1")
