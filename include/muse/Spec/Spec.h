@@ -51,7 +51,9 @@ struct Spec {
   int order = 1;        // 0 monopole, 1 dipole
   int nearClusters = 0; // E, 0 <= E <= C_k
   // causal (only meaningful when causal)
-  int blockSize = 256;  // S
+  // S. 2048: the fastest and most accurate one-block window in the H100 table
+  // (bench/NOTES.md, version 5); see specs/causal_d64_order0.yaml.
+  int blockSize = 2048;
   int windowBlocks = 1; // w >= 1
   // tiling: 0 = chosen by the schedule pass for the target
   int blockQ = 0;

@@ -1,5 +1,6 @@
 //===- MuseAttrs.cpp - #muse.spec, #muse.schedule, #muse.dim --------------===//
 #include "muse/Dialect/Muse/IR/MuseDialect.h"
+#include "muse/Spec/Spec.h"
 #include "muse/Target/Cuda/PlanText.h"
 
 #include "mlir/IR/Builders.h"
@@ -29,17 +30,21 @@ void MuseDialect::registerAttributes() {
 //===----------------------------------------------------------------------===//
 
 namespace {
-/// The spec's fields with the defaults of muse::Spec, filled while parsing.
+/// The spec's fields with the defaults of muse::Spec (taken from it, so the
+/// text form and the YAML form cannot disagree), filled while parsing.
 struct SpecFields {
-  std::string name = "muse";
-  bool causal = false;
-  int64_t headDim = 64, valueDim = 64;
+  static inline const ::muse::Spec kDefaults{};
+  std::string name = kDefaults.name;
+  bool causal = kDefaults.causal;
+  int64_t headDim = kDefaults.headDim, valueDim = kDefaults.valueDim;
   Type dtype;
   FloatAttr scale;
-  int64_t kvHeadsRatio = 1, queryClusters = 64, keyClusters = 64, kmeansIters = 3;
-  int64_t order = 1, nearClusters = 0, blockSize = 256, windowBlocks = 1;
-  int64_t blockQ = 0, blockK = 0, warps = 0;
-  std::string arch = "sm_90";
+  int64_t kvHeadsRatio = kDefaults.kvHeadsRatio, queryClusters = kDefaults.queryClusters,
+          keyClusters = kDefaults.keyClusters, kmeansIters = kDefaults.kmeansIters;
+  int64_t order = kDefaults.order, nearClusters = kDefaults.nearClusters,
+          blockSize = kDefaults.blockSize, windowBlocks = kDefaults.windowBlocks;
+  int64_t blockQ = kDefaults.blockQ, blockK = kDefaults.blockK, warps = kDefaults.warps;
+  std::string arch = kDefaults.arch;
 };
 
 constexpr const char *kSpecKeys =

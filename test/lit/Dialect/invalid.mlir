@@ -50,7 +50,7 @@ func.func private @f() attributes {s = #muse.spec<key_clusters = 8, near_cluster
 
 // -----
 
-// expected-error @+1 {{block_size and window_blocks must be >= 1 (got 256, 0)}}
+// expected-error @+1 {{block_size and window_blocks must be >= 1 (got 2048, 0)}}
 func.func private @f() attributes {s = #muse.spec<window_blocks = 0>}
 
 // -----

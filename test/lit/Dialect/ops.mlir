@@ -4,7 +4,7 @@
 // CHECK: #sched = #muse.schedule<block_q = 64, block_k = 64, threads = 128>
 #spec = #muse.spec<name = "d64", head_dim = 64, value_dim = 64, dtype = bf16, query_clusters = 8, key_clusters = 4, near_clusters = 2, order = 1>
 
-// CHECK: #spec = #muse.spec<name = "d64", causal = false, head_dim = 64, value_dim = 64, dtype = bf16, scale = auto, kv_heads_ratio = 1, query_clusters = 8, key_clusters = 4, kmeans_iters = 3, order = 1, near_clusters = 2, block_size = 256, window_blocks = 1, block_q = 0, block_k = 0, warps = 0, arch = "sm_90">
+// CHECK: #spec = #muse.spec<name = "d64", causal = false, head_dim = 64, value_dim = 64, dtype = bf16, scale = auto, kv_heads_ratio = 1, query_clusters = 8, key_clusters = 4, kmeans_iters = 3, order = 1, near_clusters = 2, block_size = 2048, window_blocks = 1, block_q = 0, block_k = 0, warps = 0, arch = "sm_90">
 
 // CHECK-LABEL: func.func @attention
 func.func @attention(%q: tensor<2x8x?x64xbf16>, %k: tensor<2x8x?x64xbf16>, %v: tensor<2x8x?x64xbf16>)

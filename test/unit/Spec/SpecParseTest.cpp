@@ -22,7 +22,7 @@ TEST(SpecParse, EmptyMappingGivesDefaults) {
   EXPECT_EQ(s.kmeansIters, 3);
   EXPECT_EQ(s.order, 1);
   EXPECT_EQ(s.nearClusters, 0);
-  EXPECT_EQ(s.blockSize, 256);
+  EXPECT_EQ(s.blockSize, 2048);
   EXPECT_EQ(s.windowBlocks, 1);
   EXPECT_EQ(s.blockQ, 0);
   EXPECT_EQ(s.blockK, 0);
@@ -150,7 +150,7 @@ TEST(SpecParse, CausalSection) {
   EXPECT_EQ(s.windowBlocks, 2);
   // Causal without the section keeps the causal defaults.
   Spec d = parseOk("attention: {causal: true}");
-  EXPECT_EQ(d.blockSize, 256);
+  EXPECT_EQ(d.blockSize, 2048);
   EXPECT_EQ(d.windowBlocks, 1);
 }
 
@@ -195,7 +195,7 @@ TEST(SpecParse, DescribeAllowedListsEveryField) {
         "attention.value_dim: one of 64, 128; defaults to attention.head_dim (default head_dim)",
         "attention.dtype: bf16 (or bfloat16)", "clustering.query_clusters: an integer from 1 to 1024",
         "multipole.order: one of 0 (monopole), 1 (dipole); higher orders are not implemented",
-        "causal.block_size: a power of two from 16 to 4096 (default 256); only with "
+        "causal.block_size: a power of two from 16 to 4096 (default 2048); only with "
         "attention.causal: true",
         "tiling.warps: one of 0 (auto: chosen by the compiler), 1, 2, 4, 8 (default 0)",
         "target.arch: one of sm_80, sm_86, sm_87, sm_89, sm_90, sm_90a, sm_100, sm_100a, sm_103, "
