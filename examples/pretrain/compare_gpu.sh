@@ -2,7 +2,7 @@
 # Exact attention against MuSe in training, on one GPU machine, from the repository root:
 #   corpus -> exact run (SDPA cuDNN) -> MuSe run with the same seed, data order and steps
 #   -> compare.py (throughput ratio, validation loss at the same steps) -> loss plot.
-# Small results go to OUT: {sdpa,muse}_log.jsonl, {sdpa,muse}_config.json, compare.json,
+# Small results go to OUT: cmp_{sdpa,muse}_log.jsonl, cmp_{sdpa,muse}_config.json, compare.json,
 # compare_loss.png; everything large stays in examples/pretrain/work/ (git-ignored).
 # Usage: examples/pretrain/compare_gpu.sh PREFIX OUT STEPS [MUSE_ARG...]
 #   STEPS: training steps of both runs (the learning-rate schedule depends on it)
@@ -32,8 +32,8 @@ python3 $here/train.py "${common[@]}" --out $work/runs/cmp-muse --attention muse
   "${muse_args[@]}"
 muse_rc=$?
 for run in sdpa muse; do
-  cp $work/runs/cmp-$run/log.jsonl "$out/${run}_log.jsonl" 2>/dev/null
-  cp $work/runs/cmp-$run/config.json "$out/${run}_config.json" 2>/dev/null
+  cp $work/runs/cmp-$run/log.jsonl "$out/cmp_${run}_log.jsonl" 2>/dev/null
+  cp $work/runs/cmp-$run/config.json "$out/cmp_${run}_config.json" 2>/dev/null
 done
 python3 $here/compare.py --out "$out/compare.json" $work/runs/cmp-sdpa $work/runs/cmp-muse
 python3 $here/plot.py --out "$out/compare_loss.png" \

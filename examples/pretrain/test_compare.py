@@ -55,6 +55,13 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(r["targets"]["at_step"], 20)
         self.assertFalse(r["targets"]["val_loss_met"])  # +2% at step 20
 
+    def test_lower_candidate_loss_meets_the_loss_target(self):
+        write_run(self.base, [(10, 100.0), (20, 100.0)], [(20, 2.0)])
+        write_run(self.cand, [(10, 100.0), (20, 100.0)], [(20, 1.9)])
+        r = compare.compare(compare.load(self.base), compare.load(self.cand))
+        self.assertAlmostEqual(r["val"][0]["relative"], -0.05)
+        self.assertTrue(r["targets"]["val_loss_met"])
+
     def test_setup_differences_and_errors_reported(self):
         write_run(self.base, [(10, 1.0), (20, 1.0)], [], args={"seed": 1})
         write_run(self.cand, [(10, 1.0), (20, 1.0)], [], args={"seed": 2}, corpus="other",
