@@ -18,11 +18,11 @@ python3 "$here/bench_forward.py" --lib "$prefix/lib/libmuse.so" --json "$out/ben
   --configs o1:64:64:0,o0:64:64:0 --budget-s 60 > "$out/bench-d128.txt" 2>&1
 python3 "$here/bench_forward.py" --lib "$prefix/lib/libmuse.so" --json "$out/bench-causal.json" \
   --commit "$commit" --causal --lengths 8192,16384,65536 --muse-only-lengths 131072 \
-  --configs o0:64:64:0:512:1,o1:64:64:0:512:1 --reps 5 --profile-length 16384 --budget-s 240 \
+  --configs o0:64:64:0:2048:1,o1:64:64:0:2048:1 --reps 5 --profile-length 16384 --budget-s 240 \
   > "$out/bench-causal.txt" 2>&1
 python3 "$here/bench_forward.py" --lib "$prefix/lib/libmuse.so" --json "$out/bench-causal-blocks.json" \
   --commit "$commit" --causal --lengths 16384 --muse-only-lengths "" --profile-length 0 \
-  --configs o0:64:64:0:256:1,o0:64:64:0:512:1,o0:64:64:0:512:2,o0:64:64:0:1024:1,o0:32:32:0:512:1 \
+  --configs o0:64:64:0:256:1,o0:64:64:0:512:1,o0:64:64:0:1024:1,o0:64:64:0:2048:1,o0:64:64:0:2048:2,o0:64:64:0:4096:1 \
   --reps 5 --budget-s 120 > "$out/bench-causal-blocks.txt" 2>&1
 grep -E "^\[  (PASSED|FAILED)|FAILED  \]|tests ran" "$out/gpu-tests.txt" | tail -15
 echo "gpu tests exit: $tests"
