@@ -160,7 +160,7 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
                               << " (run muse-schedule before muse-outline-backward)";
   const int64_t D = spec.getHeadDim(), CQ = spec.getQueryClusters(), CK = spec.getKeyClusters();
   const int64_t S = spec.getBlockSize(), T = sched.getThreads();
-  const int64_t F = 1 + D + spec.getValueDim();
+  const int64_t F = spec.getSummaryWidth(); // bwd_pairs rows are as wide as summaries
   OpBuilder b(func);
   Location loc = func.getLoc();
   auto plan = b.create<PlanOp>(loc, name, spec, sched);
@@ -272,8 +272,7 @@ LogicalResult outlineBackward(func::FuncOp func) {
   pb.create<BufferOp>(loc, "bwd_dr", f32, Side::Query, D, 0, 0);
   pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
   pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, 0, 0, CQ * CK * D);
-  pb.create<BufferOp>(loc, "bwd_pairs", f32, Side::Query, 0, 0,
-                      CQ * CK * (1 + D + spec.getValueDim()));
+  pb.create<BufferOp>(loc, "bwd_pairs", f32, Side::Query, 0, 0, CQ * CK * spec.getSummaryWidth());
   const DimExpr one{Sym::One, 1, 1};
   const BwdKernel kernels[] = {
       {"muse_backward_rows", "muse::backward_rows<MuseCfg>", kBwdThreads,
