@@ -13,8 +13,8 @@
 // dq/dk/dv. Each launch writes each row it touches from one warp or block, so
 // the gradients are deterministic without atomics.
 //
-//   backward_window_dq    Full, grid (ceil(N/WQ), B*H), 128 (backward_window.cuh)
-//   backward_window_dkdv  Full, grid (ceil(M/WQ), B*Hkv), 128 (backward_window.cuh)
+//   backward_window_dq    Full, grid (ceil(N/rows), B*H) (backward_window.cuh:
+//   backward_window_dkdv  Full, grid (ceil(M/rows), B*Hkv)  rows and threads by dtype)
 //   backward_restore      segment / served view, grid (ceil(2^l S/256), view heads), 256
 //   backward_centroids    segment view, grid (CQ, view heads), D
 //   backward_members      segment view, grid (ceil(2^l S/4), view heads), 128

@@ -5,9 +5,10 @@
 // backward_causal.cuh):
 //   p_tl = e^{x_t.k_l - lse_t},  g_tl = p_tl (dO_t.v_l - delta_t + dlse_t)
 //   dq_t = scale * sum_l g_tl k_l,  dk_l = sum_t g_tl x_t,  dv_l = sum_t p_tl dO_t
-// Both kernels stage tiles of queries and keys in shared memory and form the
-// score tile and its gradient as small products (smem_gemm.cuh), flash-style
-// but on the CUDA cores in fp32: backward_window_dq owns WQ queries and walks
+// f32 inputs: both kernels stage tiles of queries and keys in shared memory
+// and form the score tile and its gradient as small products (smem_gemm.cuh),
+// flash-style but on the CUDA cores in fp32 (16-bit inputs take the
+// tensor-core kernels of backward_window_mma.cuh): backward_window_dq owns WQ queries and walks
 // their key range, backward_window_dkdv owns WQ keys and walks the queries
 // (every head of the GQA group) that see them. Each output row has one
 // writer and every sum runs in a fixed order (tiles ascending, one fmaf per
@@ -18,15 +19,10 @@
 #define MUSE_TEMPLATES_BACKWARD_WINDOW_CUH
 
 #include "muse/backward_common.cuh"
+#include "muse/backward_window_mma.cuh"
 #include "muse/smem_gemm.cuh"
 
 namespace muse {
-
-/// The exact window of query t (causal_window.cuh): keys [lo, t].
-template <int S, int W> __device__ __forceinline__ int windowBegin(int t) {
-  const int b = t / S - W + 1;
-  return b > 0 ? b * S : 0;
-}
 
 /// Tile sizes of the window backward: WQ rows owned per block, WT rows of the
 /// other side per step; rows padded by one float (conflict-free columns).
@@ -48,7 +44,7 @@ __device__ __forceinline__ void stageRows(float *tile, int n, Row row) {
 
 /// dq of the window (stored: the first writer of every row) and delta_t into
 /// bwd_delta. Grid (ceil(N / WQ), B*H), block kBwdThreads.
-template <class Cfg> __device__ void backward_window_dq(const MuseParams &p) {
+template <class Cfg> __device__ void backward_window_dq_fp32(const MuseParams &p) {
   using Tl = BwdWindowTiles<Cfg>;
   constexpr int D = Cfg::D, DV = Cfg::DV, S = Cfg::BLOCK_SIZE, W = Cfg::WINDOW_BLOCKS;
   constexpr int WQ = Tl::WQ, WT = Tl::WT, DP = Tl::DP, VP = Tl::VP, TP = Tl::TP;
@@ -127,7 +123,7 @@ template <class Cfg> __device__ void backward_window_dq(const MuseParams &p) {
 /// [l, (l/S + w) S) of every head of the GQA group see key l. Stores dk, dv
 /// (the first writer of every row); needs backward_window_dq's delta.
 /// Grid (ceil(M / WQ), B*Hkv), block kBwdThreads.
-template <class Cfg> __device__ void backward_window_dkdv(const MuseParams &p) {
+template <class Cfg> __device__ void backward_window_dkdv_fp32(const MuseParams &p) {
   using Tl = BwdWindowTiles<Cfg>;
   constexpr int D = Cfg::D, DV = Cfg::DV, S = Cfg::BLOCK_SIZE, W = Cfg::WINDOW_BLOCKS;
   constexpr int WQ = Tl::WQ, WT = Tl::WT, DP = Tl::DP, VP = Tl::VP, TP = Tl::TP;
@@ -212,6 +208,23 @@ template <class Cfg> __device__ void backward_window_dkdv(const MuseParams &p) {
       if (mV.valid(a, c))
         row[mV.col(c)] = dv[a][c];
   }
+}
+
+/// 16-bit inputs on the tensor cores (backward_window_mma.cuh: grid
+/// (ceil(N/ROWS), B*H) and (ceil(M/ROWS), B*Hkv), block THREADS of
+/// BwdWindowMmaTiles), f32 inputs exactly in fp32 (grid ceil(N/WQ) and
+/// ceil(M/WQ), block kBwdThreads); Backward.cpp launches accordingly.
+template <class Cfg> __device__ void backward_window_dq(const MuseParams &p) {
+  if constexpr (BwdWindowMmaTiles<Cfg>::usable)
+    backward_window_dq_mma<Cfg>(p);
+  else
+    backward_window_dq_fp32<Cfg>(p);
+}
+template <class Cfg> __device__ void backward_window_dkdv(const MuseParams &p) {
+  if constexpr (BwdWindowMmaTiles<Cfg>::usable)
+    backward_window_dkdv_mma<Cfg>(p);
+  else
+    backward_window_dkdv_fp32<Cfg>(p);
 }
 
 } // namespace muse

@@ -43,8 +43,7 @@ template <class Cfg> __device__ void causal_window_fp32(const MuseParams &p) {
   const int N = p.N;
   const int t0 = blockIdx.x * BQ;
   const int tq = cmin(BQ, N - t0);
-  const int blk = t0 / S;
-  const int lo = blk - W + 1 > 0 ? (blk - W + 1) * S : 0;
+  const int lo = windowBegin<S, W>(t0); // shared by the tile: BQ divides S
   const int hiKey = t0 + tq; // exclusive: the last query's own key is the last one
 
   for (int e = tid; e < BQ * D; e += THREADS) {

@@ -107,8 +107,7 @@ template <class Cfg> __device__ void causal_window_mma(const MuseParams &p) {
   const int N = p.N;
   const int t0 = blockIdx.x * BQ;
   const int tq = cmin(BQ, N - t0);
-  const int blk = t0 / S;
-  const int lo = blk - W + 1 > 0 ? (blk - W + 1) * S : 0;
+  const int lo = windowBegin<S, W>(t0); // shared by the tile: BQ divides S
   const int hiKey = t0 + tq;                 // exclusive: the last query's own key is the last one
   const int rowFirst = t0 + 16 * warp;       // this warp's first query
   const int rowLast = rowFirst + 15;         // keys past it are masked for the whole warp

@@ -157,6 +157,13 @@ template <int ROWS, int COLS, int THREADS> struct Owner {
 /// all -inf history never produces NaN.
 __device__ __forceinline__ float safeMax(float m) { return m == -kInf() ? 0.f : m; }
 
+/// The first key of the exact causal window of query t (ALGORITHM.md section
+/// 4): block t/S and the w - 1 blocks before it, so query t sees [begin, t].
+template <int S, int W> __device__ __forceinline__ int windowBegin(int t) {
+  const int b = t / S - W + 1;
+  return b > 0 ? b * S : 0;
+}
+
 } // namespace muse
 
 #endif // MUSE_TEMPLATES_COMMON_CUH

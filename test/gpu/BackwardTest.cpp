@@ -163,7 +163,15 @@ INSTANTIATE_TEST_SUITE_P(
         CausalBwdCase{"causal_bf16_order1_near2", DType::BF16, 64, 1, 8, 8, 1, 2, 32, 1, true,
                       {1, 2, 2, 333, 333}},
         CausalBwdCase{"causal_bf16_d128_order0", DType::BF16, 128, 1, 8, 8, 0, 0, 16, 1, true,
-                      {2, 1, 1, 170, 170}}),
+                      {2, 1, 1, 170, 170}},
+        // The tensor-core window backward with full 64-row tiles, two window
+        // blocks, GQA and a partial last tile; and f16 with one 128-key block.
+        CausalBwdCase{"causal_bf16_gqa2_s64_w2", DType::BF16, 64, 2, 8, 8, 0, 0, 64, 2, true,
+                      {2, 4, 2, 403, 403}},
+        CausalBwdCase{"causal_f16_s128_no_dlse", DType::F16, 64, 1, 8, 8, 0, 0, 128, 1, false,
+                      {1, 2, 2, 300, 300}},
+        CausalBwdCase{"causal_bf16_d128_s64_order1", DType::BF16, 128, 1, 8, 8, 1, 0, 64, 1, true,
+                      {1, 2, 2, 229, 229}}),
     [](const ::testing::TestParamInfo<CausalBwdCase> &info) {
       return std::string(info.param.name);
     });

@@ -421,8 +421,8 @@ const std::vector<Command> &commands() {
          "clustered inputs; also require partitions equal to the reference's"},
         {"timed-runs", true, "also time the forward (median of this many)"},
         {"backward", false,
-         "check the gradients instead (acausal): dq, dk, dv against the reference's, and\n"
-         "a second backward bit-identical"},
+         "check the gradients instead (acausal and causal): dq, dk, dv against the\n"
+         "reference's, and a second backward bit-identical"},
         kSet, kArch, kHelp},
        cmdVerify},
       {"cache", "cache ls|clear|verify|prune [--max-bytes N]",

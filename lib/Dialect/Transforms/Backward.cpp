@@ -15,6 +15,7 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mlir::muse {
@@ -35,10 +36,19 @@ constexpr int64_t kDyn = ShapedType::kDynamic;
 /// kBwdThreads); order-1 backward_rows gives one warp to one query.
 constexpr int64_t kBwdThreads = 128;
 constexpr int64_t kBwdWarps = kBwdThreads / 32;
-/// Rows one block of backward_window_dq / _dkdv owns
-/// (templates/muse/backward_window.cuh BwdWindowTiles::WQ).
+/// Rows one block of backward_window_dq / _dkdv owns and its threads:
+/// 16-bit inputs take the tensor-core kernels, min(64, S) rows (32 when
+/// D + Dv > 128) with a warp per 16 (backward_window_mma.cuh
+/// BwdWindowMmaTiles::ROWS, THREADS); f32 the fp32 tiles of
+/// backward_window.cuh (BwdWindowTiles::WQ, kBwdThreads).
 int64_t windowRows(SpecAttr spec) {
-  return spec.getHeadDim() + spec.getValueDim() <= 128 ? 32 : 16;
+  const bool wide = spec.getHeadDim() + spec.getValueDim() > 128;
+  if (spec.getDtype().isF32())
+    return wide ? 16 : 32;
+  return std::min<int64_t>(wide ? 32 : 64, spec.getBlockSize());
+}
+int64_t windowThreads(SpecAttr spec) {
+  return spec.getDtype().isF32() ? kBwdThreads : 32 * (windowRows(spec) / 16);
 }
 /// Grid x of backward_rows: order 0 runs a block per query cluster (shared
 /// tiles, backward_rows.cuh rowsTiled), order 1 a warp per query.
@@ -179,10 +189,10 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   const DimExpr one{Sym::One, 1, 1};
   const DimExpr qh{Sym::QHeads, 1, 1}, kh{Sym::KHeads, 1, 1};
   std::vector<BwdKernel> kernels = {
-      {"muse_backward_window_dq", "muse::backward_window_dq<MuseCfg>", kBwdThreads,
+      {"muse_backward_window_dq", "muse::backward_window_dq<MuseCfg>", windowThreads(spec),
        {DimExpr{Sym::N, windowRows(spec), 1}, qh, one},
        "causal backward: exact window, dq and delta"},
-      {"muse_backward_window_dkdv", "muse::backward_window_dkdv<MuseCfg>", kBwdThreads,
+      {"muse_backward_window_dkdv", "muse::backward_window_dkdv<MuseCfg>", windowThreads(spec),
        {DimExpr{Sym::M, windowRows(spec), 1}, kh, one}, "causal backward: exact window, dk and dv"},
       {"muse_backward_restore", "muse::backward_restore<MuseCfg>", 256,
        {DimExpr{Sym::N, 256, 1}, qh, one}, "the level's saved member and key partition",

@@ -20,8 +20,8 @@ func.func @c(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x
 // PLAN-NEXT: muse.buffer @bwd_delta : f32 heads query per_n 1 per_m 0 fixed 0
 // PLAN-NEXT: muse.buffer @bwd_dqbar : f32 heads query per_n 2048 per_m 0 fixed 262144
 // PLAN-NEXT: muse.buffer @bwd_pairs : f32 heads query per_n 4128 per_m 0 fixed 528384
-// PLAN: muse.launch @muse_backward_window_dq grid ("ceil(N/32)", "B*H", "1")
-// PLAN-NEXT: muse.launch @muse_backward_window_dkdv grid ("ceil(M/32)", "B*Hkv", "1")
+// PLAN: muse.launch @muse_backward_window_dq grid ("ceil(N/64)", "B*H", "1")
+// PLAN-NEXT: muse.launch @muse_backward_window_dkdv grid ("ceil(M/64)", "B*Hkv", "1")
 // PLAN-NEXT: muse.launch @muse_backward_restore grid ("ceil(N/256)", "B*H", "1") {view = "segment"}
 // PLAN-NEXT: muse.launch @muse_backward_restore grid ("ceil(N/256)", "B*H", "1") {view = "served"}
 // PLAN-NEXT: muse.launch @muse_backward_cluster_sort_q grid ("1", "B*H", "1") {view = "segment"}
