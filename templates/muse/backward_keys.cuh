@@ -17,8 +17,10 @@
 //   near pair: every member n of i, exactly (after the far pairs):
 //     p_nl = e^{x_n.k_l - lse_n},  g = p_nl (dO_n.v_l - delta_n + dlse_n)
 //     dk_l += g x_n,  dv_l += p_nl dO_n
-// Order 0 runs the far pairs as small products of shared-memory tiles
-// (keysFar0); order 1 keeps one warp per key (keysFar1). Every sum runs in a
+// Order 0 runs the far pairs on the tensor cores for 16-bit inputs with
+// D + Dv <= 128 (keysFar0Mma, backward_keys_mma.cuh), else as small fp32
+// products of shared-memory tiles (keysFar0); order 1 keeps one warp per key
+// (keysFar1). Every sum runs in a
 // fixed order: the results do not depend on scheduling.
 // Grid (CK, B*Hkv), block kBwdThreads.
 //
@@ -27,6 +29,7 @@
 #define MUSE_TEMPLATES_BACKWARD_KEYS_CUH
 
 #include "muse/backward_common.cuh"
+#include "muse/backward_keys_mma.cuh"
 #include "muse/smem_gemm.cuh"
 
 namespace muse {
@@ -411,7 +414,9 @@ template <class Cfg> __device__ void keysNear(const MuseParams &p, int j, int kh
 
 template <class Cfg> __device__ void backward_keys(const MuseParams &p) {
   const int j = blockIdx.x, kh = blockIdx.y;
-  if constexpr (Cfg::ORDER == 0) {
+  if constexpr (Cfg::ORDER == 0 && KeyMmaTiles<Cfg>::usable) {
+    keysFar0Mma<Cfg>(p, j, kh);
+  } else if constexpr (Cfg::ORDER == 0) {
     using Tl = KeyTiles<Cfg>;
     // One buffer for every tile size (static shared memory of separate
     // instantiations would add up).

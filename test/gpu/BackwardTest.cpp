@@ -89,7 +89,16 @@ INSTANTIATE_TEST_SUITE_P(
         BwdCase{"bf16_d64_order1", DType::BF16, 64, 64, 1, 16, 16, 1, 2, true, {1, 2, 2, 333, 257}},
         BwdCase{"f16_gqa4_near4", DType::F16, 64, 64, 4, 8, 8, 1, 4, true, {1, 4, 1, 190, 230}},
         BwdCase{"bf16_d128_order0", DType::BF16, 128, 128, 1, 8, 8, 0, 0, true,
-                {1, 2, 2, 150, 170}}),
+                {1, 2, 2, 150, 170}},
+        // Order 0 on the tensor cores (backward_keys_mma.cuh): key clusters of
+        // more than one 64-key chunk, GQA with near pairs, query clusters that
+        // are not a multiple of the 16-cluster tile.
+        BwdCase{"bf16_d64_order0_big_clusters", DType::BF16, 64, 64, 1, 10, 4, 0, 0, true,
+                {2, 2, 2, 333, 419}},
+        BwdCase{"bf16_gqa2_near2_order0", DType::BF16, 64, 64, 2, 12, 8, 0, 2, true,
+                {1, 4, 2, 301, 277}},
+        BwdCase{"f16_cq20_order0_no_dlse", DType::F16, 64, 64, 1, 20, 6, 0, 0, false,
+                {1, 1, 1, 257, 300}}),
     [](const ::testing::TestParamInfo<BwdCase> &info) { return std::string(info.param.name); });
 
 struct CausalBwdCase {
