@@ -14,7 +14,9 @@
 // kernel finishes it), bwd_dr_n = dL/dr_n, bwd_delta_n and (P_nj, g_nj) for
 // the key kernel. Order 1: one warp per query (rowsWarp), grid
 // (ceil(N / kBwdWarps), B*H); order 0: the members of a query cluster as
-// shared-memory tiles (rowsTiled), grid (CQ, B*H). Block kBwdThreads.
+// tiles, on the tensor cores for 16-bit inputs with D + Dv <= 128
+// (rowsTiledMma), else fp32 shared-memory products (rowsTiled), grid
+// (CQ, B*H). Block kBwdThreads.
 // Causal levels run it on the served view: cluster from `served`, delta and
 // lse of the whole sequence, dq += scale * dL/dx_n (templates/README.md).
 //
@@ -23,6 +25,7 @@
 #define MUSE_TEMPLATES_BACKWARD_ROWS_CUH
 
 #include "muse/backward_common.cuh"
+#include "muse/backward_window_mma.cuh"
 #include "muse/smem_gemm.cuh"
 
 namespace muse {
@@ -154,6 +157,87 @@ template <class Cfg> struct RowTiles {
   }
 };
 
+/// Per member r < mn of a chunk (members[r]: its query row), one warp each:
+/// lse and delta - dlse into lseS, cS; acausal calls also store delta_n =
+/// dO_n . o_n to bwd_delta (causal levels read the window kernel's).
+template <class Cfg>
+__device__ void rowsMemberStats(const MuseParams &p, const HeadIndex &hi, int bh, const int *members, int mn,
+                                float *lseS, float *cS) {
+  constexpr int DV = Cfg::DV;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const bool causal = p.seg_count > 0;
+  for (int r = warp; r < mn; r += kBwdWarps) {
+    const int n = members[r];
+    float delta;
+    if (causal) {
+      delta = p.bwd_delta[globalRow(p, bh, n)]; // dO . o of the merged o (window kernel)
+    } else {
+      Lanes<DV> o, dO;
+      o.loadF(p.o + oRow(p, hi.b, hi.h, n), lane);
+      dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+      delta = dO.dotWith(o);
+      if (lane == 0)
+        p.bwd_delta[(long long)bh * p.N + n] = delta;
+    }
+    if (lane == 0) {
+      lseS[r] = rowLse(p, bh, n);
+      cS[r] = delta - rowDLse(p, bh, n);
+    }
+  }
+}
+
+/// One warp per member of a chunk whose dL/dr rows are in bwd_dr (and
+/// visible to the block): adds the exact near field of cluster i and writes
+/// dq (stored; causal levels add scale * dL/dx onto it).
+template <class Cfg>
+__device__ void rowsFinish(const MuseParams &p, const HeadIndex &hi, int bh, int i, const int *members, int mn,
+                           const float *lseS, const float *cS) {
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK;
+  using T = typename Cfg::T;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const bool causal = p.seg_count > 0;
+  for (int r = warp; r < mn; r += kBwdWarps) {
+    const int n = members[r];
+    Lanes<D> dx, drn;
+    dx.zero();
+    if constexpr (Cfg::NEAR > 0) {
+      const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
+      const int *kperm = p.k_perm + (long long)hi.kh * p.M;
+      const int *nl = p.near + ((long long)bh * CQ + i) * Cfg::NEAR;
+      Lanes<D> x, kl;
+      Lanes<DV> dO, vl;
+      loadScaledQuery<Cfg>(p, hi, n, lane, x);
+      dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+      const float lse = lseS[r], c = cS[r];
+      for (int e = 0; e < Cfg::NEAR; ++e) {
+        const int j = nl[e];
+        if (j < 0)
+          break;
+        for (int t = koff[j]; t < koff[j + 1]; ++t) {
+          const int l = kperm[t];
+          kl.template loadT<T>(p.k, kRow(p, hi.kh, l), lane);
+          vl.template loadT<T>(p.v, vRow(p, hi.kh, l), lane);
+          const float pn = expf(x.dotWith(kl) - lse);
+          dx.axpy(pn * (dO.dotWith(vl) - c), kl);
+        }
+      }
+    }
+    drn.loadF(p.bwd_dr + ((long long)bh * p.N + n) * D, lane);
+#pragma unroll
+    for (int a = 0; a < Lanes<D>::K; ++a)
+      dx.x[a] += drn.x[a];
+    float *dqn = p.dq + dqRow(p, hi.b, hi.h, n);
+    if (causal) { // dq holds the window's and the lower levels' parts
+      Lanes<D> old;
+      old.loadF(dqn, lane);
+      old.axpy(p.scale, dx);
+      old.store(dqn, lane);
+    } else {
+      dx.store(dqn, lane);
+    }
+  }
+}
+
 /// Order 0: block (i, bh) takes the members of query cluster i (q_perm
 /// order; causal levels: the served queries) in chunks of QT and, per tile of
 /// JT key clusters, forms S = R KB^T and U = dO VB^T (R: the members'
@@ -173,10 +257,9 @@ template <class Cfg, int QT> __device__ void rowsTiled(const MuseParams &p, floa
   float *cS = lseS + QT, *KBs = cS + QT, *VBs = KBs + JT * DP, *lnmS = VBs + JT * VP;
   float *cen = lnmS + JT;
 
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x;
   const int i = blockIdx.x, bh = blockIdx.y;
   const HeadIndex hi(p, bh);
-  const bool causal = p.seg_count > 0;
   const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
   const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
   const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
@@ -198,24 +281,7 @@ template <class Cfg, int QT> __device__ void rowsTiled(const MuseParams &p, floa
       const int r = e / DV, d = e - r * DV;
       dOs[r * VP + d] = r < mn ? p.dout[doRow(p, hi.b, hi.h, qperm[m0 + r]) + d] : 0.f;
     }
-    for (int r = warp; r < mn; r += kBwdWarps) {
-      const int n = qperm[m0 + r];
-      float delta;
-      if (causal) {
-        delta = p.bwd_delta[globalRow(p, bh, n)]; // dO . o of the merged o (window kernel)
-      } else {
-        Lanes<DV> o, dO;
-        o.loadF(p.o + oRow(p, hi.b, hi.h, n), lane);
-        dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
-        delta = dO.dotWith(o);
-        if (lane == 0)
-          p.bwd_delta[(long long)bh * p.N + n] = delta;
-      }
-      if (lane == 0) {
-        lseS[r] = rowLse(p, bh, n);
-        cS[r] = delta - rowDLse(p, bh, n);
-      }
-    }
+    rowsMemberStats<Cfg>(p, hi, bh, qperm + m0, mn, lseS, cS);
     float dr[decltype(mR)::TM][decltype(mR)::TN] = {};
     for (int j0 = 0; j0 < CK; j0 += JT) {
       const int jn = cmin(JT, CK - j0);
@@ -271,51 +337,161 @@ template <class Cfg, int QT> __device__ void rowsTiled(const MuseParams &p, floa
           row[mR.col(c)] = dr[a][c];
     }
     __syncthreads(); // bwd_dr rows of the chunk are written and visible to the block
-    for (int r = warp; r < mn; r += kBwdWarps) {
-      const int n = qperm[m0 + r];
-      Lanes<D> dx, drn;
-      dx.zero();
-      if constexpr (Cfg::NEAR > 0) {
-        const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
-        const int *kperm = p.k_perm + (long long)hi.kh * p.M;
-        const int *nl = p.near + ((long long)bh * CQ + i) * Cfg::NEAR;
-        Lanes<D> x, kl;
-        Lanes<DV> dO, vl;
-        loadScaledQuery<Cfg>(p, hi, n, lane, x);
-        dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
-        const float lse = lseS[r], c = cS[r];
-        for (int e = 0; e < Cfg::NEAR; ++e) {
-          const int j = nl[e];
-          if (j < 0)
-            break;
-          for (int t = koff[j]; t < koff[j + 1]; ++t) {
-            const int l = kperm[t];
-            kl.template loadT<T>(p.k, kRow(p, hi.kh, l), lane);
-            vl.template loadT<T>(p.v, vRow(p, hi.kh, l), lane);
-            const float pn = expf(x.dotWith(kl) - lse);
-            dx.axpy(pn * (dO.dotWith(vl) - c), kl);
-          }
-        }
+    rowsFinish<Cfg>(p, hi, bh, i, qperm + m0, mn, lseS, cS);
+  }
+}
+
+/// Tiles of the order-0 rows on the tensor cores: chunks of QT members (a
+/// warp per 16) meet JT key clusters at a time.
+template <class Cfg> struct RowMmaTiles {
+  static constexpr int D = Cfg::D, DV = Cfg::DV;
+  static constexpr int QT = 16 * kBwdWarps, JT = 16;
+  static constexpr int KLD = D + 8, VLD = DV + 8; // padded: 16-byte rows, no bank conflicts
+  static constexpr bool usable = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 && DV % 16 == 0 &&
+                                 D + DV <= 128;
+  static constexpr int bytes = 4 * (QT + JT) * (KLD + VLD) + 8 * QT + 4 * JT + 4 * D;
+  static_assert(!usable || bytes <= kSharedBudget, "row tiles exceed 48 KB of shared memory");
+};
+
+/// Two consecutive fp32 values into the T pairs hi (rounded) and lo (what
+/// rounding lost) of two tiles.
+template <class T> __device__ __forceinline__ void storeSplit(T *hi, T *lo, float a, float b) {
+  unsigned h, l;
+  split2<T>(a, b, h, l);
+  *reinterpret_cast<unsigned *>(hi) = h;
+  *reinterpret_cast<unsigned *>(lo) = l;
+}
+
+/// rowsTiled on the tensor cores (16-bit inputs, D + Dv <= 128), the same
+/// contract. The residuals R and dO (fp32) and the pairs' kbar, vbar are
+/// staged as hi + lo pairs of T, so S = R KBᵀ and U = dO VBᵀ (where the
+/// difference U - delta is taken) keep about 16 significant bits (three
+/// products each: hi·hi + hi·lo + lo·hi); dL/dr += G KB likewise with G
+/// split in registers. Grid (CQ, B*H), block kBwdThreads.
+template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
+  using Tl = RowMmaTiles<Cfg>;
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  constexpr int QT = Tl::QT, JT = Tl::JT, KLD = Tl::KLD, VLD = Tl::VLD, NK = D / 8;
+  __shared__ __align__(16) T rHi[QT * KLD], rLo[QT * KLD], oHi[QT * VLD], oLo[QT * VLD];
+  __shared__ __align__(16) T kbHi[JT * KLD], kbLo[JT * KLD], vbHi[JT * VLD], vbLo[JT * VLD];
+  __shared__ float lseS[QT], cS[QT], lnmS[JT], cen[D];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3, ra = 16 * warp + g, rb = ra + 8;
+  const int i = blockIdx.x, bh = blockIdx.y;
+  const HeadIndex hi(p, bh);
+  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+  const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
+  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+  const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
+  for (int d = tid; d < D; d += kBwdThreads)
+    cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+
+  for (int m0 = 0; m0 < qcount; m0 += QT) {
+    const int mn = cmin(QT, qcount - m0);
+    __syncthreads(); // cen is written; the previous chunk is no longer read
+    for (int e = tid; e < QT * D / 2; e += kBwdThreads) {
+      const int r = e / (D / 2), d = 2 * (e - r * (D / 2));
+      float a = 0.f, b = 0.f;
+      if (r < mn) {
+        const long long row = qRow(p, hi.b, hi.h, qperm[m0 + r]) + d;
+        a = scaled(p, loadf<T>(p.q, row)) - cen[d];
+        b = scaled(p, loadf<T>(p.q, row + 1)) - cen[d + 1];
       }
-      drn.loadF(p.bwd_dr + ((long long)bh * p.N + n) * D, lane);
-#pragma unroll
-      for (int a = 0; a < Lanes<D>::K; ++a)
-        dx.x[a] += drn.x[a];
-      float *dqn = p.dq + dqRow(p, hi.b, hi.h, n);
-      if (causal) { // dq holds the window's and the lower levels' parts
-        Lanes<D> old;
-        old.loadF(dqn, lane);
-        old.axpy(p.scale, dx);
-        old.store(dqn, lane);
-      } else {
-        dx.store(dqn, lane);
-      }
+      storeSplit<T>(rHi + r * KLD + d, rLo + r * KLD + d, a, b);
     }
+    for (int e = tid; e < QT * DV / 2; e += kBwdThreads) {
+      const int r = e / (DV / 2), d = 2 * (e - r * (DV / 2));
+      float a = 0.f, b = 0.f;
+      if (r < mn) {
+        const float *row = p.dout + doRow(p, hi.b, hi.h, qperm[m0 + r]) + d;
+        a = row[0];
+        b = row[1];
+      }
+      storeSplit<T>(oHi + r * VLD + d, oLo + r * VLD + d, a, b);
+    }
+    rowsMemberStats<Cfg>(p, hi, bh, qperm + m0, mn, lseS, cS);
+    float dr[NK][4];
+#pragma unroll
+    for (int n = 0; n < NK; ++n)
+      dr[n][0] = dr[n][1] = dr[n][2] = dr[n][3] = 0.f;
+    for (int j0 = 0; j0 < CK; j0 += JT) {
+      const int jn = cmin(JT, CK - j0);
+      __syncthreads(); // the previous tile's KB, VB are no longer read
+      for (int e = tid; e < JT * D / 2; e += kBwdThreads) {
+        const int jj = e / (D / 2), d = 2 * (e - jj * (D / 2));
+        const float *src = sum_i + (long long)(j0 + jj) * F + 1 + d; // rows of F floats: unaligned
+        storeSplit<T>(kbHi + jj * KLD + d, kbLo + jj * KLD + d, jj < jn ? src[0] : 0.f, jj < jn ? src[1] : 0.f);
+      }
+      for (int e = tid; e < JT * DV / 2; e += kBwdThreads) {
+        const int jj = e / (DV / 2), d = 2 * (e - jj * (DV / 2));
+        const float *src = sum_i + (long long)(j0 + jj) * F + 1 + D + d;
+        storeSplit<T>(vbHi + jj * VLD + d, vbLo + jj * VLD + d, jj < jn ? src[0] : 0.f, jj < jn ? src[1] : 0.f);
+      }
+      for (int jj = tid; jj < JT; jj += kBwdThreads) {
+        // -inf: no far term (empty key cluster, past CK or a near pair).
+        const int j = j0 + jj;
+        lnmS[jj] = jj < jn && !isNearPair<Cfg>(p, bh, i, j) ? sum_i[(long long)j * F] : -kInf();
+      }
+      __syncthreads();
+      float s[2][4] = {}, u[2][4] = {};
+      bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbHi, lane);
+      bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbLo, lane);
+      bwdRowProducts<D, KLD, KLD, 1>(s, rLo, 16 * warp, kbHi, lane);
+      bwdRowProducts<DV, VLD, VLD, 1>(u, oHi, 16 * warp, vbHi, lane);
+      bwdRowProducts<DV, VLD, VLD, 1>(u, oHi, 16 * warp, vbLo, lane);
+      bwdRowProducts<DV, VLD, VLD, 1>(u, oLo, 16 * warp, vbHi, lane);
+      float glo[2][4];
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int r = half ? rb : ra, jj = 8 * n + 2 * t;
+          float pg[2];
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const float lnm = lnmS[jj + c];
+            const float P = r < mn && lnm != -kInf() ? expf(lnm + s[n][2 * half + c] - lseS[r]) : 0.f;
+            const float G = r < mn ? P * (u[n][2 * half + c] - cS[r]) : 0.f;
+            pg[c] = P;
+            s[n][2 * half + c] = G;
+          }
+          if (r < mn) {
+            float *dst = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * (j0 + jj);
+            if (jj < jn)
+              *reinterpret_cast<float2 *>(dst) = make_float2(pg[0], s[n][2 * half]);
+            if (jj + 1 < jn)
+              *reinterpret_cast<float2 *>(dst + 2) = make_float2(pg[1], s[n][2 * half + 1]);
+          }
+          const float2 h = unpack2<T>(pack2<T>(s[n][2 * half], s[n][2 * half + 1]));
+          glo[n][2 * half] = s[n][2 * half] - h.x;
+          glo[n][2 * half + 1] = s[n][2 * half + 1] - h.y;
+        }
+      bwdAccumulate<NK, KLD, 1>(dr, s, kbHi, lane);
+      bwdAccumulate<NK, KLD, 1>(dr, s, kbLo, lane);
+      bwdAccumulate<NK, KLD, 1>(dr, glo, kbHi, lane);
+    }
+    // dL/dr of the chunk to bwd_dr, then one warp per member finishes its row.
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = half ? rb : ra;
+      if (r >= mn)
+        continue;
+      float *row = p.bwd_dr + ((long long)bh * p.N + qperm[m0 + r]) * D;
+#pragma unroll
+      for (int n = 0; n < NK; ++n)
+        *reinterpret_cast<float2 *>(row + 8 * n + 2 * t) = make_float2(dr[n][2 * half], dr[n][2 * half + 1]);
+    }
+    __syncthreads(); // bwd_dr rows of the chunk are written and visible to the block
+    rowsFinish<Cfg>(p, hi, bh, i, qperm + m0, mn, lseS, cS);
   }
 }
 
 template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
-  if constexpr (Cfg::ORDER == 0) {
+  if constexpr (Cfg::ORDER == 0 && RowMmaTiles<Cfg>::usable) {
+    rowsTiledMma<Cfg>(p);
+  } else if constexpr (Cfg::ORDER == 0) {
     using Tl = RowTiles<Cfg>;
     // One buffer for every tile size (static shared memory of separate
     // instantiations would add up).
