@@ -69,7 +69,7 @@ __device__ void keysFar0(const MuseParams &p, int j, int kh, float *smem) {
   float *Cs = WAs + KT * IP, *GKs = Cs + IT * DP, *GVs = GKs + IT * DP, *lnmS = GVs + IT * VP;
   float *offS = lnmS + IT;
 
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x;
   const int b = kh / p.Hkv, hk = kh - b * p.Hkv, group = p.H / p.Hkv;
   const int *koff = p.k_offsets + (long long)kh * (CK + 1);
   const int kstart = koff[j], kcount = koff[j + 1] - kstart;
@@ -106,7 +106,6 @@ __device__ void keysFar0(const MuseParams &p, int j, int kh, float *smem) {
     float dv[decltype(mV)::TM][decltype(mV)::TN] = {};
     for (int g = 0; g < group; ++g) {
       const int bh = b * p.H + hk * group + g;
-      const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
       for (int i0 = 0; i0 < CQ; i0 += IT) {
         __syncthreads(); // the previous tile's C, GK, GV, W are no longer read
         const float *pairs = p.bwd_pairs + ((long long)bh * CQ * CK + j) * F;
@@ -120,29 +119,7 @@ __device__ void keysFar0(const MuseParams &p, int j, int kh, float *smem) {
           const int ii = e / DV, d = e - ii * DV, i = i0 + ii;
           GVs[ii * VP + d] = i < CQ ? pairs[(long long)i * CK * F + 1 + D + d] : 0.f;
         }
-        // Per cluster: ln-mass (+inf where the pair has no stage-1 term, so
-        // that W is exactly 0) and off_i, a butterfly sum per warp.
-        for (int ii = warp; ii < IT; ii += kBwdWarps) {
-          const int i = i0 + ii;
-          float lnm = kInf(), off = 0.f;
-          if (i < CQ && qoff[i + 1] > qoff[i] && !isNearPair<Cfg>(p, bh, i, j)) {
-            const float *sum_ij = p.summaries + (((long long)bh * CQ + i) * CK + j) * F;
-            const float *pr = pairs + (long long)i * CK * F;
-            if (sum_ij[0] != -kInf()) {
-              float s = 0.f;
-              for (int d = lane; d < D; d += 32)
-                s = fmaf(pr[1 + d], sum_ij[1 + d], s);
-              for (int d = lane; d < DV; d += 32)
-                s = fmaf(pr[1 + D + d], sum_ij[1 + D + d], s);
-              lnm = sum_ij[0];
-              off = pr[0] - warpSum(s);
-            }
-          }
-          if (lane == 0) {
-            lnmS[ii] = lnm;
-            offS[ii] = off;
-          }
-        }
+        keysPairTerms<Cfg, IT>(p, bh, j, i0, pairs, lnmS, offS);
         __syncthreads();
         {
           float s1[decltype(mA)::TM][decltype(mA)::TN] = {};

@@ -59,6 +59,39 @@ __device__ __forceinline__ void keysStageSplit(typename Cfg::T *hi, typename Cfg
   }
 }
 
+/// Per query cluster ii < IT of the tile from i0, one warp each: the pair
+/// (i, j)'s ln-mass into lnmS (+inf where the pair has no stage-1 term: near,
+/// empty or absent, so that W is exactly 0) and off_i = gL - gK.kbar - gV.vbar
+/// into offS. `pairs` points at bwd_pairs' pair (0, j) of head bh.
+template <class Cfg, int IT>
+__device__ __forceinline__ void keysPairTerms(const MuseParams &p, int bh, int j, int i0, const float *pairs,
+                                              float *lnmS, float *offS) {
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+  for (int ii = warp; ii < IT; ii += kBwdWarps) {
+    const int i = i0 + ii;
+    float lnm = kInf(), off = 0.f;
+    if (i < CQ && qoff[i + 1] > qoff[i] && !isNearPair<Cfg>(p, bh, i, j)) {
+      const float *sum_ij = p.summaries + (((long long)bh * CQ + i) * CK + j) * F;
+      const float *pr = pairs + (long long)i * CK * F;
+      if (sum_ij[0] != -kInf()) {
+        float s = 0.f;
+        for (int d = lane; d < D; d += 32)
+          s = fmaf(pr[1 + d], sum_ij[1 + d], s);
+        for (int d = lane; d < DV; d += 32)
+          s = fmaf(pr[1 + D + d], sum_ij[1 + D + d], s);
+        lnm = sum_ij[0];
+        off = pr[0] - warpSum(s);
+      }
+    }
+    if (lane == 0) {
+      lnmS[ii] = lnm;
+      offS[ii] = off;
+    }
+  }
+}
+
 /// Order 0, far pairs of key cluster j of kv head kh (keysFar0's contract:
 /// dk, dv stored, or added in causal levels and for later heads of the group;
 /// bwd_dqbar[i, j] stored by the first chunk, added by later ones).
@@ -94,7 +127,6 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
 
   for (int gh = 0; gh < group; ++gh) {
     const int bh = b * p.H + hk * group + gh;
-    const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
     const float *pairs = p.bwd_pairs + ((long long)bh * CQ * CK + j) * F; // + i*CK*F: pair (i, j)
     const float *cen = p.q_centroids + (long long)bh * CQ * D;
     // dk, dv start from zero only for the first head of an acausal call.
@@ -118,29 +150,7 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
         keysStageSplit<Cfg, D, KLD>(gkHi, gkLo, i0, [&](int i) { return pairs + (long long)i * CK * F + 1; });
         keysStageSplit<Cfg, DV, VLD>(gvHi, gvLo, i0,
                                      [&](int i) { return pairs + (long long)i * CK * F + 1 + D; });
-        // Per cluster: ln-mass (+inf where the pair has no stage-1 term, so
-        // that W is exactly 0) and off_i = gL - gK.kbar - gV.vbar.
-        for (int ii = warp; ii < IT; ii += kBwdWarps) {
-          const int i = i0 + ii;
-          float lnm = kInf(), off = 0.f;
-          if (i < CQ && qoff[i + 1] > qoff[i] && !isNearPair<Cfg>(p, bh, i, j)) {
-            const float *sum_ij = p.summaries + (((long long)bh * CQ + i) * CK + j) * F;
-            const float *pr = pairs + (long long)i * CK * F;
-            if (sum_ij[0] != -kInf()) {
-              float s = 0.f;
-              for (int d = lane; d < D; d += 32)
-                s = fmaf(pr[1 + d], sum_ij[1 + d], s);
-              for (int d = lane; d < DV; d += 32)
-                s = fmaf(pr[1 + D + d], sum_ij[1 + D + d], s);
-              lnm = sum_ij[0];
-              off = pr[0] - warpSum(s);
-            }
-          }
-          if (lane == 0) {
-            lnmS[ii] = lnm;
-            offS[ii] = off;
-          }
-        }
+        keysPairTerms<Cfg, IT>(p, bh, j, i0, pairs, lnmS, offS);
         cpAsyncWaitAll(); // K, V of the chunk (a no-op after the first tile)
         __syncthreads();
         // W and WA of this warp's 16 keys x IT clusters.
