@@ -333,6 +333,12 @@ LogicalResult KernelOp::verify() {
     return emitOpError() << "threads = " << getThreads() << " must be in [1, 1024]";
   if (getSharedBytes() < 0)
     return emitOpError() << "shared = " << getSharedBytes() << " must be >= 0";
+  if (std::optional<uint64_t> minBlocks = getMinBlocks()) {
+    const int64_t mb = static_cast<int64_t>(*minBlocks), threads = static_cast<int64_t>(getThreads());
+    if (mb < 1 || mb * threads > 2048)
+      return emitOpError() << "min_blocks = " << mb << " must be >= 1 with min_blocks x threads <= 2048 "
+                           << "(the threads one SM holds), got threads = " << threads;
+  }
   if (getInstance().empty())
     return emitOpError() << "needs the template instance it calls";
   return success();

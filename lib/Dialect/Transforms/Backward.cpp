@@ -237,7 +237,8 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   llvm::StringSet<> declared;
   for (const BwdKernel &k : kernels)
     if (declared.insert(k.name).second)
-      pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage);
+      pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage,
+                          kernelMinBlocks(pb, spec, k.name));
   for (const BwdKernel &k : kernels)
     pb.create<LaunchOp>(loc, k.name, DimAttr::fromDimExpr(ctx, k.grid[0]),
                         DimAttr::fromDimExpr(ctx, k.grid[1]), DimAttr::fromDimExpr(ctx, k.grid[2]),
@@ -299,7 +300,8 @@ LogicalResult outlineBackward(func::FuncOp func) {
        "backward: centroid gradient spread to the members, dq"},
   };
   for (const BwdKernel &k : kernels)
-    pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage);
+    pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage,
+                        kernelMinBlocks(pb, spec, k.name));
   for (const BwdKernel &k : kernels)
     pb.create<LaunchOp>(loc, k.name, DimAttr::fromDimExpr(ctx, k.grid[0]),
                         DimAttr::fromDimExpr(ctx, k.grid[1]), DimAttr::fromDimExpr(ctx, k.grid[2]),

@@ -1,6 +1,9 @@
 //===- Schedule.cpp - Tile sizes and threads for the target ---------------===//
 #include "muse/Dialect/Muse/Transforms/Passes.h"
 
+#include "mlir/IR/Builders.h"
+
+
 namespace mlir::muse {
 #define GEN_PASS_DEF_MUSESCHEDULE
 #include "muse/Dialect/Muse/Transforms/Passes.h.inc"
@@ -42,3 +45,26 @@ struct MuseSchedule : public mlir::muse::impl::MuseScheduleBase<MuseSchedule> {
   }
 };
 } // namespace
+
+IntegerAttr mlir::muse::kernelMinBlocks(Builder &b, SpecAttr spec, StringRef kernel) {
+  // Only where measured (H100, bench/NOTES.md version 7): 16-bit inputs whose
+  // head and value dims fit the narrow tiles (D + Dv <= 128, multiples of 16),
+  // at the 128 threads those kernels then run with. Each cap was checked
+  // against ptxas's report to cost at most a few spilled words, and each made
+  // its kernel faster (more warps to hide shared-memory and L2 latency).
+  const int64_t D = spec.getHeadDim(), DV = spec.getValueDim();
+  const bool narrow16 = !spec.getDtype().isF32() && D + DV <= 128 && D % 16 == 0 && DV % 16 == 0;
+  if (!narrow16)
+    return IntegerAttr();
+  int64_t blocks = 0;
+  if (kernel == "muse_far_field")
+    // 130 -> 128 registers; with near clusters the cap would spill 224 bytes.
+    blocks = chooseSchedule(spec).getThreads() == 128 && spec.getNearClusters() == 0 ? 4 : 0;
+  else if (kernel == "muse_backward_keys")
+    blocks = spec.getOrder() == 0 ? 3 : 0; // keysFar0Mma: 224 -> 168
+  else if (kernel == "muse_backward_window_dkdv")
+    blocks = spec.getBlockSize() >= 64 ? 3 : 0; // 194 -> 168 at 64 keys a block
+  else if (kernel == "muse_backward_window_dq")
+    blocks = spec.getBlockSize() >= 64 ? 5 : 0; // 101 -> 96 at 64 queries a block
+  return blocks > 0 ? b.getI64IntegerAttr(blocks) : IntegerAttr();
+}

@@ -80,8 +80,10 @@ LogicalResult (::muse::translateToCuda)(PlanOp plan, llvm::raw_ostream &os) {
   auto wrappers = [&](PlanOp from) {
     for (KernelOp kernel : from.getBody().getOps<KernelOp>()) {
       os << "\n// " << kernel.getStage() << "\n";
-      os << "extern \"C\" __global__ void __launch_bounds__(" << kernel.getThreads() << ") "
-         << kernel.getSymName() << "(MuseParams p) {\n";
+      os << "extern \"C\" __global__ void __launch_bounds__(" << kernel.getThreads();
+      if (std::optional<uint64_t> minBlocks = kernel.getMinBlocks())
+        os << ", " << *minBlocks;
+      os << ") " << kernel.getSymName() << "(MuseParams p) {\n";
       os << "  " << kernel.getInstance() << "(p);\n";
       os << "}\n";
     }

@@ -254,6 +254,20 @@ muse.plan @p #muse.spec<name = "p"> #muse.schedule<block_q = 64, block_k = 64, t
 // -----
 
 muse.plan @p #muse.spec<name = "p"> #muse.schedule<block_q = 64, block_k = 64, threads = 128> {
+  // expected-error @+1 {{min_blocks = 17 must be >= 1 with min_blocks x threads <= 2048 (the threads one SM holds), got threads = 128}}
+  muse.kernel @k = "muse::summarize<MuseCfg>" threads 128 min_blocks 17 shared 0 stage "s"
+}
+
+// -----
+
+muse.plan @p #muse.spec<name = "p"> #muse.schedule<block_q = 64, block_k = 64, threads = 128> {
+  // expected-error @+1 {{min_blocks = 0 must be >= 1}}
+  muse.kernel @k = "muse::summarize<MuseCfg>" threads 128 min_blocks 0 shared 0 stage "s"
+}
+
+// -----
+
+muse.plan @p #muse.spec<name = "p"> #muse.schedule<block_q = 64, block_k = 64, threads = 128> {
   // expected-error @+1 {{launches @missing, which is not a muse.kernel of this plan}}
   muse.launch @missing grid("1", "B*H", "1")
 }

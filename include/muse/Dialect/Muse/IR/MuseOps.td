@@ -226,10 +226,17 @@ def Muse_BufferOp : Muse_Op<"buffer", [Symbol, HasParent<"PlanOp">]> {
 
 def Muse_KernelOp : Muse_Op<"kernel", [Symbol, HasParent<"PlanOp">]> {
   let summary = "one extern \"C\" kernel wrapper: the template instance it calls";
+  let description = [{
+    `threads` is the block size and the wrapper's `__launch_bounds__`; the
+    optional `min_blocks` is its second argument (blocks that must fit on one
+    SM at once), which caps the registers per thread where a kernel would
+    otherwise run at too low an occupancy.
+  }];
   let arguments = (ins SymbolNameAttr:$sym_name, StrAttr:$instance, I64Attr:$threads,
-                       I64Attr:$shared_bytes, StrAttr:$stage);
+                       I64Attr:$shared_bytes, StrAttr:$stage, OptionalAttr<I64Attr>:$min_blocks);
   let assemblyFormat = [{
-    $sym_name `=` $instance `threads` $threads `shared` $shared_bytes `stage` $stage attr-dict
+    $sym_name `=` $instance `threads` $threads (`min_blocks` $min_blocks^)? `shared` $shared_bytes
+    `stage` $stage attr-dict
   }];
   let hasVerifier = 1;
 }
