@@ -10,6 +10,11 @@
 // backward_keys that owns key cluster j then reads the sums instead of
 // re-reading every member of every query cluster. Each sum runs over the
 // members in permutation order with one fmaf per term: deterministic.
+// 16-bit inputs with D = DV = 64 run the same product on the tensor cores
+// (pairsMma): r, dO, g and P are fp32, so each is staged as a pair of T
+// tiles hi + lo and the sums take three mma.sync products (hi·hi, hi·lo,
+// lo·hi), about 16 significant bits like the other split products of the
+// backward; gL stays an fp32 sum. Every sum still runs in a fixed order.
 // Grid (CQ, B*H) (causal levels: the served view, whose q_offsets / q_perm
 // group the served queries), block kPairThreads.
 //
@@ -18,12 +23,14 @@
 #define MUSE_TEMPLATES_BACKWARD_PAIRS_CUH
 
 #include "muse/backward_common.cuh"
+#include "muse/smem_gemm.cuh"
 
 namespace muse {
 
 constexpr int kPairThreads = 256;
 
-template <class Cfg> __device__ void backward_pairs(const MuseParams &p) {
+/// The fp32 path (every dtype the tensor-core path does not take).
+template <class Cfg> __device__ void backward_pairs_fp32(const MuseParams &p) {
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
   constexpr int COLS = D + DV;
   // Output tile: JT key clusters x CT columns of (r | dO); 16 x 16 threads,
@@ -113,6 +120,137 @@ template <class Cfg> __device__ void backward_pairs(const MuseParams &p) {
       if (ct == 0 && tid < JT && jt + tid < CK)
         out[(long long)(jt + tid) * F] = gl;
     }
+  }
+}
+
+/// Tiles of pairsMma: JG key clusters a pass (a warp per 16 clusters and
+/// half of the columns: r with g, or dO with P), MT members a chunk.
+template <class Cfg> struct PairMmaTiles {
+  static constexpr int D = Cfg::D, DV = Cfg::DV, COLS = D + DV;
+  static constexpr int JG = 64, MT = 32, FLD = COLS + 8, WLD = JG + 8;
+  static constexpr bool usable = TensorCoreType<typename Cfg::T>::value && D == 64 && DV == 64;
+  static constexpr int bytes = 2 * (2 * MT * FLD + 4 * MT * WLD) + 4 * (MT * JG + D);
+  static_assert(!usable || kPairThreads == 32 * 2 * (JG / 16), "a warp per 16 clusters and column half");
+  static_assert(!usable || bytes <= kSharedBudget, "pair tiles exceed 48 KB of shared memory");
+};
+
+/// backward_pairs on the tensor cores (PairMmaTiles::usable): per pass of JG
+/// key clusters, per chunk of MT members, the warp (jtile = warp % 4,
+/// half = warp / 4) adds Wᵀ·F over the chunk to its 16 x 64 tile, W = g for
+/// the r columns and P for the dO columns, all operands as hi + lo.
+template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
+  using Tl = PairMmaTiles<Cfg>;
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  constexpr int COLS = Tl::COLS, JG = Tl::JG, MT = Tl::MT, FLD = Tl::FLD, WLD = Tl::WLD;
+  constexpr int NO = COLS / 2 / 8; // n8 tiles of a column half
+  __shared__ __align__(16) T fHi[MT * FLD], fLo[MT * FLD];     // (r | dO) of the chunk's members
+  __shared__ __align__(16) T wHi[2][MT * WLD], wLo[2][MT * WLD]; // [0] g, [1] P, members x clusters
+  __shared__ float gS[MT][JG];                                    // g in fp32 for gL
+  __shared__ float cen[D];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int jtile = warp & 3, half = warp >> 2, col0 = half * (COLS / 2);
+  const int i = blockIdx.x, bh = blockIdx.y;
+  const HeadIndex hi(p, bh);
+  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+  const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
+  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+  float *out = p.bwd_pairs + ((long long)bh * CQ + i) * CK * F;
+  for (int d = tid; d < D; d += kPairThreads)
+    cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+
+  for (int jg = 0; jg < CK; jg += JG) {
+    float acc[NO][4];
+#pragma unroll
+    for (int n = 0; n < NO; ++n)
+      acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    float gl = 0.f;
+    for (int m0 = 0; m0 < qcount; m0 += MT) {
+      const int mEnd = cmin(MT, qcount - m0);
+      __syncthreads(); // the previous chunk is no longer read (and cen is written)
+      for (int e = tid; e < MT * (COLS / 2); e += kPairThreads) {
+        const int m = e / (COLS / 2), c = 2 * (e - m * (COLS / 2));
+        float f0 = 0.f, f1 = 0.f;
+        if (m < mEnd) {
+          const int n = qperm[m0 + m];
+          if (c < D) {
+            const long long row = qRow(p, hi.b, hi.h, n);
+            f0 = scaled(p, loadf<T>(p.q, row + c)) - cen[c];
+            f1 = scaled(p, loadf<T>(p.q, row + c + 1)) - cen[c + 1];
+          } else {
+            const float *dO = p.dout + doRow(p, hi.b, hi.h, n) + (c - D);
+            f0 = dO[0];
+            f1 = dO[1];
+          }
+        }
+        unsigned h, l;
+        split2<T>(f0, f1, h, l);
+        *reinterpret_cast<unsigned *>(fHi + m * FLD + c) = h;
+        *reinterpret_cast<unsigned *>(fLo + m * FLD + c) = l;
+      }
+      for (int e = tid; e < MT * (JG / 2); e += kPairThreads) {
+        const int m = e / (JG / 2), jj = 2 * (e - m * (JG / 2)), j = jg + jj;
+        float P0 = 0.f, g0 = 0.f, P1 = 0.f, g1 = 0.f;
+        if (m < mEnd && j < CK) {
+          const float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + m]) * 2 * CK + 2 * j;
+          P0 = pg[0], g0 = pg[1];
+          if (j + 1 < CK)
+            P1 = pg[2], g1 = pg[3];
+        }
+        unsigned h, l;
+        split2<T>(g0, g1, h, l);
+        *reinterpret_cast<unsigned *>(wHi[0] + m * WLD + jj) = h;
+        *reinterpret_cast<unsigned *>(wLo[0] + m * WLD + jj) = l;
+        split2<T>(P0, P1, h, l);
+        *reinterpret_cast<unsigned *>(wHi[1] + m * WLD + jj) = h;
+        *reinterpret_cast<unsigned *>(wLo[1] + m * WLD + jj) = l;
+        gS[m][jj] = g0;
+        gS[m][jj + 1] = g1;
+      }
+      __syncthreads();
+      const T *ah = wHi[half], *al = wLo[half];
+#pragma unroll
+      for (int kk = 0; kk < MT / 16; ++kk) {
+        unsigned aH[4], aL[4];
+        loadATrans<WLD, T>(aH, ah, 16 * jtile, 16 * kk, lane);
+        loadATrans<WLD, T>(aL, al, 16 * jtile, 16 * kk, lane);
+#pragma unroll
+        for (int n = 0; n < NO; n += 2) {
+          unsigned bH[4], bL[4];
+          loadBTrans<FLD, T>(bH, fHi, 16 * kk, col0 + 8 * n, lane);
+          loadBTrans<FLD, T>(bL, fLo, 16 * kk, col0 + 8 * n, lane);
+          mma16816<T>(acc[n], aH, bH[0], bH[1]);
+          mma16816<T>(acc[n + 1], aH, bH[2], bH[3]);
+          mma16816<T>(acc[n], aH, bL[0], bL[1]);
+          mma16816<T>(acc[n + 1], aH, bL[2], bL[3]);
+          mma16816<T>(acc[n], aL, bH[0], bH[1]);
+          mma16816<T>(acc[n + 1], aL, bH[2], bH[3]);
+        }
+      }
+      if (tid < JG)
+        for (int m = 0; m < mEnd; ++m)
+          gl += gS[m][tid];
+    }
+#pragma unroll
+    for (int n = 0; n < NO; ++n)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int j = jg + 16 * jtile + g + (c < 2 ? 0 : 8), col = col0 + 8 * n + 2 * t + (c & 1);
+        if (j < CK)
+          out[(long long)j * F + 1 + col] = acc[n][c];
+      }
+    if (tid < JG && jg + tid < CK)
+      out[(long long)(jg + tid) * F] = gl;
+  }
+}
+
+template <class Cfg> __device__ void backward_pairs(const MuseParams &p) {
+  if constexpr (PairMmaTiles<Cfg>::usable) {
+    pairsMma<Cfg>(p);
+  } else {
+    backward_pairs_fp32<Cfg>(p);
   }
 }
 
