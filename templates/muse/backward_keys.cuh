@@ -50,7 +50,8 @@ template <class Cfg> struct KeyTiles {
 
 /// Order 0, far pairs, for the keys of cluster j in chunks of KT. Per chunk,
 /// per head of the group and tile of IT query clusters (with the pair sums
-/// gL, gK, gV of bwd_pairs and off_i = gL - gK.kbar_ij - gV.vbar_ij):
+/// gK, gV of bwd_pairs and off_i = gL - gK.kbar_ij - gV.vbar_ij, which
+/// backward_pairs leaves in the first slot of the pair at order 0):
 ///   W  = e^{K C^T - lnm}            (KT x IT; 0 for near, empty or absent pairs)
 ///   WA = W o (K GK^T + V GV^T + off) (a_li = gL + gK.kc_l + gV.vc_l)
 ///   dk += W GK + WA C,  dv += W GV  (registers, over heads and tiles)

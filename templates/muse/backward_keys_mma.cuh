@@ -59,36 +59,29 @@ __device__ __forceinline__ void keysStageSplit(typename Cfg::T *hi, typename Cfg
   }
 }
 
-/// Per query cluster ii < IT of the tile from i0, one warp each: the pair
+/// Per query cluster ii < IT of the tile from i0, one thread each: the pair
 /// (i, j)'s ln-mass into lnmS (+inf where the pair has no stage-1 term: near,
-/// empty or absent, so that W is exactly 0) and off_i = gL - gK.kbar - gV.vbar
-/// into offS. `pairs` points at bwd_pairs' pair (0, j) of head bh.
+/// empty or absent, so that W is exactly 0) and off_i = gL - gK.kbar -
+/// gV.vbar (formed by backward_pairs at order 0) into offS. `pairs` points
+/// at bwd_pairs' pair (0, j) of head bh.
 template <class Cfg, int IT>
 __device__ __forceinline__ void keysPairTerms(const MuseParams &p, int bh, int j, int i0, const float *pairs,
                                               float *lnmS, float *offS) {
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  static_assert(Cfg::ORDER == 0, "off_ij is in bwd_pairs at order 0 only");
   const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
-  for (int ii = warp; ii < IT; ii += kBwdWarps) {
+  for (int ii = threadIdx.x; ii < IT; ii += kBwdThreads) {
     const int i = i0 + ii;
     float lnm = kInf(), off = 0.f;
     if (i < CQ && qoff[i + 1] > qoff[i] && !isNearPair<Cfg>(p, bh, i, j)) {
-      const float *sum_ij = p.summaries + (((long long)bh * CQ + i) * CK + j) * F;
-      const float *pr = pairs + (long long)i * CK * F;
-      if (sum_ij[0] != -kInf()) {
-        float s = 0.f;
-        for (int d = lane; d < D; d += 32)
-          s = fmaf(pr[1 + d], sum_ij[1 + d], s);
-        for (int d = lane; d < DV; d += 32)
-          s = fmaf(pr[1 + D + d], sum_ij[1 + D + d], s);
-        lnm = sum_ij[0];
-        off = pr[0] - warpSum(s);
+      const float ln = p.summaries[(((long long)bh * CQ + i) * CK + j) * F];
+      if (ln != -kInf()) {
+        lnm = ln;
+        off = pairs[(long long)i * CK * F];
       }
     }
-    if (lane == 0) {
-      lnmS[ii] = lnm;
-      offS[ii] = off;
-    }
+    lnmS[ii] = lnm;
+    offS[ii] = off;
   }
 }
 

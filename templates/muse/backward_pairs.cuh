@@ -4,7 +4,10 @@
 // three sums over the members n of query cluster i (r_n = x_n - qbar_i;
 // P_nj, g_nj from backward_rows, zero for near and empty pairs):
 //   gL_ij = sum_n g_nj,  gK_ij = sum_n g_nj r_n,  gV_ij = sum_n P_nj dO_n
-// written to bwd_pairs[i, j] = (gL, gK[D], gV[DV]). Block (i, bh) reads its
+// written to bwd_pairs[i, j] = (gL, gK[D], gV[DV]); at order 0 the first
+// slot holds off_ij = gL - gK.kbar_ij - gV.vbar_ij instead (0 where the pair
+// has no stage-1 term), the per-pair constant of the keys' a_li, formed here
+// once rather than by every key block of j. Block (i, bh) reads its
 // members once, in chunks staged in shared memory, and forms all CK pairs as
 // one product (CK x |i|) * (|i| x (D + DV)) on the CUDA cores; the block of
 // backward_keys that owns key cluster j then reads the sums instead of
@@ -28,6 +31,28 @@
 namespace muse {
 
 constexpr int kPairThreads = 256;
+
+/// Order 0: off_ij = gL - (gK.kbar_ij + gV.vbar_ij) into the first slot of
+/// `pair` (which holds gL; gK, gV follow) where the pair has a stage-1 term,
+/// else 0. `dot` is the bracket if the caller formed it; null: taken here
+/// from the stored gK, gV.
+template <class Cfg>
+__device__ __forceinline__ void pairsStoreOff(const MuseParams &p, int bh, int i, int j, float *pair,
+                                              const float *dot) {
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  const float *sum_ij = p.summaries + (((long long)bh * CQ + i) * CK + j) * F;
+  if (sum_ij[0] == -kInf()) { // empty key cluster: kbar, vbar are not defined
+    pair[0] = 0.f;
+    return;
+  }
+  float s = 0.f;
+  if (dot)
+    s = *dot;
+  else
+    for (int c = 0; c < D + DV; ++c)
+      s = fmaf(pair[1 + c], sum_ij[1 + c], s);
+  pair[0] -= s;
+}
 
 /// The fp32 path (every dtype the tensor-core path does not take).
 template <class Cfg> __device__ void backward_pairs_fp32(const MuseParams &p) {
@@ -120,6 +145,11 @@ template <class Cfg> __device__ void backward_pairs_fp32(const MuseParams &p) {
       if (ct == 0 && tid < JT && jt + tid < CK)
         out[(long long)(jt + tid) * F] = gl;
     }
+    if constexpr (Cfg::ORDER == 0) {
+      __syncthreads(); // every column of the pass is written (and visible to the block)
+      if (tid < JT && jt + tid < CK)
+        pairsStoreOff<Cfg>(p, bh, i, jt + tid, out + (long long)(jt + tid) * F, nullptr);
+    }
   }
 }
 
@@ -129,7 +159,7 @@ template <class Cfg> struct PairMmaTiles {
   static constexpr int D = Cfg::D, DV = Cfg::DV, COLS = D + DV;
   static constexpr int JG = 64, MT = 32, FLD = COLS + 8, WLD = JG + 8;
   static constexpr bool usable = TensorCoreType<typename Cfg::T>::value && D == 64 && DV == 64;
-  static constexpr int bytes = 2 * (2 * MT * FLD + 4 * MT * WLD) + 4 * (MT * JG + D);
+  static constexpr int bytes = 2 * (2 * MT * FLD + 4 * MT * WLD) + 4 * (MT * JG + 2 * JG + D);
   static_assert(!usable || kPairThreads == 32 * 2 * (JG / 16), "a warp per 16 clusters and column half");
   static_assert(!usable || bytes <= kSharedBudget, "pair tiles exceed 48 KB of shared memory");
 };
@@ -147,6 +177,7 @@ template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
   __shared__ __align__(16) T fHi[MT * FLD], fLo[MT * FLD];     // (r | dO) of the chunk's members
   __shared__ __align__(16) T wHi[2][MT * WLD], wLo[2][MT * WLD]; // [0] g, [1] P, members x clusters
   __shared__ float gS[MT][JG];                                    // g in fp32 for gL
+  __shared__ float offPart[2][JG];                                // order 0: the halves of off_ij's dot
   __shared__ float cen[D];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -243,6 +274,35 @@ template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
       }
     if (tid < JG && jg + tid < CK)
       out[(long long)(jg + tid) * F] = gl;
+    if constexpr (Cfg::ORDER == 0) {
+      // off_ij: this warp's half of gK.kbar + gV.vbar for its rows g, g + 8,
+      // summed over the quad, then the two halves added by one thread a j.
+      float part[2] = {0.f, 0.f};
+#pragma unroll
+      for (int n = 0; n < NO; ++n)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int j = jg + 16 * jtile + g + (c < 2 ? 0 : 8), col = col0 + 8 * n + 2 * t + (c & 1);
+          if (j < CK)
+            part[c >> 1] = fmaf(acc[n][c], p.summaries[(((long long)bh * CQ + i) * CK + j) * F + 1 + col],
+                                part[c >> 1]);
+        }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
+        part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
+      }
+      if (t == 0) {
+        offPart[half][16 * jtile + g] = part[0];
+        offPart[half][16 * jtile + g + 8] = part[1];
+      }
+      __syncthreads();
+      if (tid < JG && jg + tid < CK) {
+        const float both = offPart[0][tid] + offPart[1][tid];
+        pairsStoreOff<Cfg>(p, bh, i, jg + tid, out + (long long)(jg + tid) * F, &both);
+      }
+      __syncthreads(); // offPart is read before the next pass writes it
+    }
   }
 }
 

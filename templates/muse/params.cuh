@@ -108,6 +108,7 @@ struct MuseParams {
   float *bwd_delta; // f32 [qh, N]        dO_n . o_n
   float *bwd_dqbar; // f32 [qh, CQ, CK, D] stage-1 part of dL/dqbar_i per key cluster
   float *bwd_pairs; // f32 [qh, CQ, CK, 1 + D + DV] per pair: sums over i of g, g r, P dO
+                    // (order 0: the first slot holds off_ij = gL - gK.kbar_ij - gV.vbar_ij)
 };
 
 #endif
