@@ -147,46 +147,53 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
         cpAsyncWaitAll(); // K, V of the chunk (a no-op after the first tile)
         __syncthreads();
         // W and WA of this warp's 16 keys x IT clusters.
-        float w[2][4] = {}, wa[2][4] = {};
-        bwdRowProducts<D, KLD, KLD, 1>(w, ks, 16 * warp, cHi, lane);
-        bwdRowProducts<D, KLD, KLD, 1>(w, ks, 16 * warp, cLo, lane);
-        bwdRowProducts<D, KLD, KLD, 1>(wa, ks, 16 * warp, gkHi, lane);
-        bwdRowProducts<D, KLD, KLD, 1>(wa, ks, 16 * warp, gkLo, lane);
-        bwdRowProducts<DV, VLD, VLD, 1>(wa, vs, 16 * warp, gvHi, lane);
-        bwdRowProducts<DV, VLD, VLD, 1>(wa, vs, 16 * warp, gvLo, lane);
+        // A warp whose 16 rows are all past the chunk's keys (small clusters:
+        // short causal segments) skips its products; its WA rows are not read.
+        if (16 * warp < kn) {
+          float w[2][4] = {}, wa[2][4] = {};
+          bwdRowProducts<D, KLD, KLD, 1>(w, ks, 16 * warp, cHi, lane);
+          bwdRowProducts<D, KLD, KLD, 1>(w, ks, 16 * warp, cLo, lane);
+          bwdRowProducts<D, KLD, KLD, 1>(wa, ks, 16 * warp, gkHi, lane);
+          bwdRowProducts<D, KLD, KLD, 1>(wa, ks, 16 * warp, gkLo, lane);
+          bwdRowProducts<DV, VLD, VLD, 1>(wa, vs, 16 * warp, gvHi, lane);
+          bwdRowProducts<DV, VLD, VLD, 1>(wa, vs, 16 * warp, gvLo, lane);
 #pragma unroll
-        for (int n = 0; n < 2; ++n)
+          for (int n = 0; n < 2; ++n)
 #pragma unroll
-          for (int c = 0; c < 4; ++c) {
-            const int ii = 8 * n + 2 * t + (c & 1), r = c < 2 ? ra : rb;
-            const float x = r < kn ? expf(w[n][c] - lnmS[ii]) : 0.f;
-            w[n][c] = x;
-            wa[n][c] = x * (wa[n][c] + offS[ii]);
-          }
-        // dk += W GK + WA C,  dv += W GV (W, WA rounded to T; GK, GV, C as hi + lo).
-        bwdAccumulate<NK, KLD, 1>(dk, w, gkHi, lane);
-        bwdAccumulate<NK, KLD, 1>(dk, w, gkLo, lane);
-        bwdAccumulate<NK, KLD, 1>(dk, wa, cHi, lane);
-        bwdAccumulate<NK, KLD, 1>(dk, wa, cLo, lane);
-        bwdAccumulate<NV, VLD, 1>(dv, w, gvHi, lane);
-        bwdAccumulate<NV, VLD, 1>(dv, w, gvLo, lane);
-        // WA to shared memory as hi + lo for the product over the chunk's keys.
+            for (int c = 0; c < 4; ++c) {
+              const int ii = 8 * n + 2 * t + (c & 1), r = c < 2 ? ra : rb;
+              const float x = r < kn ? expf(w[n][c] - lnmS[ii]) : 0.f;
+              w[n][c] = x;
+              wa[n][c] = x * (wa[n][c] + offS[ii]);
+            }
+          // dk += W GK + WA C,  dv += W GV (W, WA rounded to T; GK, GV, C as hi + lo).
+          bwdAccumulate<NK, KLD, 1>(dk, w, gkHi, lane);
+          bwdAccumulate<NK, KLD, 1>(dk, w, gkLo, lane);
+          bwdAccumulate<NK, KLD, 1>(dk, wa, cHi, lane);
+          bwdAccumulate<NK, KLD, 1>(dk, wa, cLo, lane);
+          bwdAccumulate<NV, VLD, 1>(dv, w, gvHi, lane);
+          bwdAccumulate<NV, VLD, 1>(dv, w, gvLo, lane);
+          // WA to shared memory as hi + lo for the product over the chunk's keys.
 #pragma unroll
-        for (int n = 0; n < 2; ++n)
+          for (int n = 0; n < 2; ++n)
 #pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int r = half ? rb : ra, col = 8 * n + 2 * t;
-            unsigned h, l;
-            split2<T>(wa[n][2 * half], wa[n][2 * half + 1], h, l);
-            *reinterpret_cast<unsigned *>(waHi + r * WLD + col) = h;
-            *reinterpret_cast<unsigned *>(waLo + r * WLD + col) = l;
-          }
+            for (int half = 0; half < 2; ++half) {
+              const int r = half ? rb : ra, col = 8 * n + 2 * t;
+              unsigned h, l;
+              split2<T>(wa[n][2 * half], wa[n][2 * half + 1], h, l);
+              *reinterpret_cast<unsigned *>(waHi + r * WLD + col) = h;
+              *reinterpret_cast<unsigned *>(waLo + r * WLD + col) = l;
+            }
+        }
         __syncthreads();
-        // dqbarᵀ (D x IT) = Kᵀ WA over the chunk's KT keys: a warp per 16 dims.
+        // dqbarᵀ (D x IT) = Kᵀ WA over the chunk's keys (16-key groups that
+        // hold one): a warp per 16 dims.
         for (int mt = warp; mt < D / 16; mt += kBwdWarps) {
           float acc[2][4] = {};
 #pragma unroll
           for (int kk = 0; kk < KT / 16; ++kk) {
+            if (16 * kk >= kn)
+              break;
             unsigned a[4], bh4[4], bl4[4];
             loadATrans<KLD, T>(a, ks, 16 * mt, 16 * kk, lane);
             loadBTrans<WLD, T>(bh4, waHi, 16 * kk, 0, lane);

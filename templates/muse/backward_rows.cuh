@@ -435,6 +435,8 @@ template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
         lnmS[jj] = jj < jn && !isNearPair<Cfg>(p, bh, i, j) ? sum_i[(long long)j * F] : -kInf();
       }
       __syncthreads();
+      if (16 * warp >= mn)
+        continue; // all 16 rows of this warp are past the chunk's members (small clusters)
       float s[2][4] = {}, u[2][4] = {};
       bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbHi, lane);
       bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbLo, lane);
