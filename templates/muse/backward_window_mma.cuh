@@ -38,7 +38,10 @@ template <class Cfg> struct BwdWindowMmaTiles {
   static constexpr int ROWS = cmin(kWide ? 32 : 64, Cfg::BLOCK_SIZE); // queries (dq) or keys (dkdv) a block owns
   static constexpr int WARPS = ROWS / 16, THREADS = 32 * WARPS;
   static constexpr int KT = kWide ? 16 : 32; // keys per staged tile of the dq kernel (two buffers)
-  static constexpr int QT = kWide ? 32 : 64; // queries per staged tile of the dkdv kernel
+  // Queries per staged tile of the dkdv kernel: 32 keeps Sᵀ and dPᵀ at 32
+  // registers a thread, so the kernel fits 128 (4 blocks an SM, Schedule.cpp
+  // kernelMinBlocks); 64 needed 194 and ran 3 % slower capped at 168.
+  static constexpr int QT = 32;
   static constexpr int KLD = D + 8, VLD = DV + 8; // padded rows: 16-byte aligned, no bank conflicts
   static constexpr bool usable = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 &&
                                  DV % 16 == 0 && ROWS % 16 == 0;
