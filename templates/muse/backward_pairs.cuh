@@ -32,6 +32,26 @@ namespace muse {
 
 constexpr int kPairThreads = 256;
 
+/// Block (i, bh) of backward_pairs: the members of query cluster i (qcount
+/// of them, q_perm from qperm) and its output rows bwd_pairs[i, 0..CK);
+/// writes the centroid of i into cen (D floats of shared memory; the
+/// caller's first barrier publishes it).
+template <class Cfg> struct PairCluster {
+  int qcount;
+  const int *qperm;
+  float *out;
+  __device__ PairCluster(const MuseParams &p, int i, int bh, float *cen) {
+    constexpr int D = Cfg::D, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + Cfg::DV;
+    const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+    const int qstart = qoff[i];
+    qcount = qoff[i + 1] - qstart;
+    qperm = p.q_perm + (long long)bh * p.N + qstart;
+    out = p.bwd_pairs + ((long long)bh * CQ + i) * CK * F;
+    for (int d = threadIdx.x; d < D; d += kPairThreads)
+      cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  }
+};
+
 /// Order 0: off_ij = gL - (gK.kbar_ij + gV.vbar_ij) into the first slot of
 /// `pair` (which holds gL; gK, gV follow) where the pair has a stage-1 term,
 /// else 0. `dot` is the bracket if the caller formed it; null: taken here
@@ -70,12 +90,10 @@ template <class Cfg> __device__ void backward_pairs_fp32(const MuseParams &p) {
   const int tid = threadIdx.x, tj = tid / (CT / RC), tc = tid % (CT / RC);
   const int i = blockIdx.x, bh = blockIdx.y;
   const HeadIndex hi(p, bh);
-  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
-  const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
-  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
-  float *out = p.bwd_pairs + ((long long)bh * CQ + i) * CK * F;
-  for (int d = tid; d < D; d += kPairThreads)
-    cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  const PairCluster<Cfg> pc(p, i, bh, cen);
+  const int qcount = pc.qcount;
+  const int *qperm = pc.qperm;
+  float *out = pc.out;
 
   for (int jt = 0; jt < CK; jt += JT) {
     for (int ct = 0; ct < COLS; ct += CT) {
@@ -185,12 +203,10 @@ template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
   const int jtile = warp & 3, half = warp >> 2, col0 = half * (COLS / 2);
   const int i = blockIdx.x, bh = blockIdx.y;
   const HeadIndex hi(p, bh);
-  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
-  const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
-  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
-  float *out = p.bwd_pairs + ((long long)bh * CQ + i) * CK * F;
-  for (int d = tid; d < D; d += kPairThreads)
-    cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  const PairCluster<Cfg> pc(p, i, bh, cen);
+  const int qcount = pc.qcount;
+  const int *qperm = pc.qperm;
+  float *out = pc.out;
 
   for (int jg = 0; jg < CK; jg += JG) {
     float acc[NO][4];
