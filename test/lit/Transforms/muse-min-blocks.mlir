@@ -4,9 +4,10 @@
 
 // Registers are capped (muse.kernel min_blocks, the second argument of the
 // wrapper's __launch_bounds__) only where the H100 measured a gain: 16-bit
-// inputs with D + Dv <= 128 (Schedule.cpp kernelMinBlocks). far_field 4
-// blocks an SM (not with near clusters, where the cap would spill), the
-// order-0 keys backward 3, the causal window's backward dk/dv 4 and dq 5.
+// inputs with D + Dv <= 128 on sm_90 and newer (Schedule.cpp
+// kernelMinBlocks). far_field 4 blocks an SM (not with near clusters, where
+// the cap would spill), the order-0 keys backward 3, the causal window's
+// backward dk/dv 4 and dq 5.
 
 #spec = #muse.spec<name = "c", causal = true, block_size = 2048, window_blocks = 1, order = 0>
 func.func @bf16_causal_o0(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>) -> tensor<?x?x?x64xf32> {
@@ -67,6 +68,18 @@ func.func @bf16_near(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: t
 // NONE-LABEL: muse.plan @bf16_near
 // NONE-NOT: min_blocks
 // NONE: muse.kernel @muse_backward_centroid
+
+// -----
+
+// Before sm_90 (not measured there): no cap.
+#spec = #muse.spec<name = "a8", causal = true, block_size = 2048, window_blocks = 1, order = 0, arch = "sm_80">
+func.func @bf16_sm80(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>) -> tensor<?x?x?x64xf32> {
+  %o, %lse = muse.attention #spec(%q, %k, %v) : tensor<?x?x?x64xbf16>, tensor<?x?x?x64xbf16>, tensor<?x?x?x64xbf16> -> tensor<?x?x?x64xf32>, tensor<?x?x?xf32>
+  return %o : tensor<?x?x?x64xf32>
+}
+// NONE-LABEL: muse.plan @bf16_sm80
+// NONE-NOT: min_blocks
+// NONE: muse.kernel @muse_backward_members
 
 // The generated wrapper carries the cap as __launch_bounds__' second argument.
 // CUDA: extern "C" __global__ void __launch_bounds__(128, 4) muse_far_field(MuseParams p) {
