@@ -38,22 +38,30 @@ template <class Cfg> struct KeyMmaTiles {
   static_assert(!usable || bytes <= kSharedBudget, "key tiles exceed 48 KB of shared memory");
 };
 
-/// Rows i0 .. i0+IT-1 of a per-cluster fp32 table (row(i) points at D floats;
-/// zeros past CQ) as the T pair hi + lo.
+/// Rows i0 .. i0+IT-1 of a per-cluster fp32 table (row(i) points at C
+/// floats; zeros past CQ) as the T pair hi + lo. Every load is issued before
+/// the first store (stores to shared memory would otherwise order each load
+/// behind the previous element's store).
 template <class Cfg, int C, int LD, class Row>
 __device__ __forceinline__ void keysStageSplit(typename Cfg::T *hi, typename Cfg::T *lo, int i0, Row row) {
   using T = typename Cfg::T;
-  constexpr int IT = KeyMmaTiles<Cfg>::IT, H = C / 2;
-  for (int e = threadIdx.x; e < IT * H; e += kBwdThreads) {
-    const int ii = e / H, d = 2 * (e - ii * H), i = i0 + ii;
-    float f0 = 0.f, f1 = 0.f; // rows of bwd_pairs are 1 + D + Dv floats: no vector alignment
+  constexpr int IT = KeyMmaTiles<Cfg>::IT, H = C / 2, E = IT * H / kBwdThreads;
+  static_assert(E * kBwdThreads == IT * H, "whole pairs a thread");
+  float2 v[E];
+#pragma unroll
+  for (int k = 0; k < E; ++k) {
+    const int e = threadIdx.x + k * kBwdThreads, ii = e / H, d = 2 * (e - ii * H), i = i0 + ii;
+    v[k] = make_float2(0.f, 0.f); // rows of bwd_pairs are 1 + D + Dv floats: no vector alignment
     if (i < Cfg::CQ) {
       const float *src = row(i) + d;
-      f0 = src[0];
-      f1 = src[1];
+      v[k] = make_float2(src[0], src[1]);
     }
+  }
+#pragma unroll
+  for (int k = 0; k < E; ++k) {
+    const int e = threadIdx.x + k * kBwdThreads, ii = e / H, d = 2 * (e - ii * H);
     unsigned h, l;
-    split2<T>(f0, f1, h, l);
+    split2<T>(v[k].x, v[k].y, h, l);
     *reinterpret_cast<unsigned *>(hi + ii * LD + d) = h;
     *reinterpret_cast<unsigned *>(lo + ii * LD + d) = l;
   }

@@ -217,44 +217,65 @@ template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
     for (int m0 = 0; m0 < qcount; m0 += MT) {
       const int mEnd = cmin(MT, qcount - m0);
       __syncthreads(); // the previous chunk is no longer read (and cen is written)
-      for (int e = tid; e < MT * (COLS / 2); e += kPairThreads) {
-        const int m = e / (COLS / 2), c = 2 * (e - m * (COLS / 2));
-        float f0 = 0.f, f1 = 0.f;
+      // Every load of the chunk is issued before the first conversion (the
+      // stores to shared memory would otherwise order each element's load
+      // behind the previous one's store): EF items of (r | dO), EW of (g, P).
+      constexpr int EF = MT * (COLS / 2) / kPairThreads, EW = MT * (JG / 2) / kPairThreads;
+      static_assert(EF * kPairThreads == MT * (COLS / 2) && EW * kPairThreads == MT * (JG / 2),
+                    "whole items a thread");
+      float2 fv[EF];
+      float4 wv[EW];
+#pragma unroll
+      for (int k = 0; k < EF; ++k) {
+        const int e = tid + k * kPairThreads, m = e / (COLS / 2), c = 2 * (e - m * (COLS / 2));
+        fv[k] = make_float2(0.f, 0.f);
         if (m < mEnd) {
           const int n = qperm[m0 + m];
           if (c < D) {
             const long long row = qRow(p, hi.b, hi.h, n);
-            f0 = scaled(p, loadf<T>(p.q, row + c)) - cen[c];
-            f1 = scaled(p, loadf<T>(p.q, row + c + 1)) - cen[c + 1];
+            fv[k] = make_float2(loadf<T>(p.q, row + c), loadf<T>(p.q, row + c + 1));
           } else {
             const float *dO = p.dout + doRow(p, hi.b, hi.h, n) + (c - D);
-            f0 = dO[0];
-            f1 = dO[1];
+            fv[k] = make_float2(dO[0], dO[1]);
           }
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < EW; ++k) {
+        const int e = tid + k * kPairThreads, m = e / (JG / 2), j = jg + 2 * (e - m * (JG / 2));
+        wv[k] = make_float4(0.f, 0.f, 0.f, 0.f); // (P_j, g_j, P_j+1, g_j+1)
+        if (m < mEnd && j < CK) {
+          const float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + m]) * 2 * CK + 2 * j;
+          wv[k].x = pg[0], wv[k].y = pg[1];
+          if (j + 1 < CK)
+            wv[k].z = pg[2], wv[k].w = pg[3];
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < EF; ++k) {
+        const int e = tid + k * kPairThreads, m = e / (COLS / 2), c = 2 * (e - m * (COLS / 2));
+        float f0 = fv[k].x, f1 = fv[k].y;
+        if (c < D && m < mEnd) {
+          f0 = scaled(p, f0) - cen[c];
+          f1 = scaled(p, f1) - cen[c + 1];
         }
         unsigned h, l;
         split2<T>(f0, f1, h, l);
         *reinterpret_cast<unsigned *>(fHi + m * FLD + c) = h;
         *reinterpret_cast<unsigned *>(fLo + m * FLD + c) = l;
       }
-      for (int e = tid; e < MT * (JG / 2); e += kPairThreads) {
-        const int m = e / (JG / 2), jj = 2 * (e - m * (JG / 2)), j = jg + jj;
-        float P0 = 0.f, g0 = 0.f, P1 = 0.f, g1 = 0.f;
-        if (m < mEnd && j < CK) {
-          const float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + m]) * 2 * CK + 2 * j;
-          P0 = pg[0], g0 = pg[1];
-          if (j + 1 < CK)
-            P1 = pg[2], g1 = pg[3];
-        }
+#pragma unroll
+      for (int k = 0; k < EW; ++k) {
+        const int e = tid + k * kPairThreads, m = e / (JG / 2), jj = 2 * (e - m * (JG / 2));
         unsigned h, l;
-        split2<T>(g0, g1, h, l);
+        split2<T>(wv[k].y, wv[k].w, h, l);
         *reinterpret_cast<unsigned *>(wHi[0] + m * WLD + jj) = h;
         *reinterpret_cast<unsigned *>(wLo[0] + m * WLD + jj) = l;
-        split2<T>(P0, P1, h, l);
+        split2<T>(wv[k].x, wv[k].z, h, l);
         *reinterpret_cast<unsigned *>(wHi[1] + m * WLD + jj) = h;
         *reinterpret_cast<unsigned *>(wLo[1] + m * WLD + jj) = l;
-        gS[m][jj] = g0;
-        gS[m][jj + 1] = g1;
+        gS[m][jj] = wv[k].y;
+        gS[m][jj + 1] = wv[k].w;
       }
       __syncthreads();
       const T *ah = wHi[half], *al = wLo[half];

@@ -419,15 +419,34 @@ template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
     for (int j0 = 0; j0 < CK; j0 += JT) {
       const int jn = cmin(JT, CK - j0);
       __syncthreads(); // the previous tile's KB, VB are no longer read
-      for (int e = tid; e < JT * D / 2; e += kBwdThreads) {
-        const int jj = e / (D / 2), d = 2 * (e - jj * (D / 2));
-        const float *src = sum_i + (long long)(j0 + jj) * F + 1 + d; // rows of F floats: unaligned
-        storeSplit<T>(kbHi + jj * KLD + d, kbLo + jj * KLD + d, jj < jn ? src[0] : 0.f, jj < jn ? src[1] : 0.f);
-      }
-      for (int e = tid; e < JT * DV / 2; e += kBwdThreads) {
-        const int jj = e / (DV / 2), d = 2 * (e - jj * (DV / 2));
-        const float *src = sum_i + (long long)(j0 + jj) * F + 1 + D + d;
-        storeSplit<T>(vbHi + jj * VLD + d, vbLo + jj * VLD + d, jj < jn ? src[0] : 0.f, jj < jn ? src[1] : 0.f);
+      {
+        // kbar, vbar of the tile: every load before the first store (rows of
+        // F floats: unaligned, so pairs of scalar loads).
+        constexpr int EK = JT * D / 2 / kBwdThreads, EV = JT * DV / 2 / kBwdThreads;
+        static_assert(EK * kBwdThreads == JT * D / 2 && EV * kBwdThreads == JT * DV / 2, "whole pairs a thread");
+        float2 kv[EK], vv[EV];
+#pragma unroll
+        for (int k = 0; k < EK; ++k) {
+          const int e = tid + k * kBwdThreads, jj = e / (D / 2), d = 2 * (e - jj * (D / 2));
+          const float *src = sum_i + (long long)(j0 + jj) * F + 1 + d;
+          kv[k] = jj < jn ? make_float2(src[0], src[1]) : make_float2(0.f, 0.f);
+        }
+#pragma unroll
+        for (int k = 0; k < EV; ++k) {
+          const int e = tid + k * kBwdThreads, jj = e / (DV / 2), d = 2 * (e - jj * (DV / 2));
+          const float *src = sum_i + (long long)(j0 + jj) * F + 1 + D + d;
+          vv[k] = jj < jn ? make_float2(src[0], src[1]) : make_float2(0.f, 0.f);
+        }
+#pragma unroll
+        for (int k = 0; k < EK; ++k) {
+          const int e = tid + k * kBwdThreads, jj = e / (D / 2), d = 2 * (e - jj * (D / 2));
+          storeSplit<T>(kbHi + jj * KLD + d, kbLo + jj * KLD + d, kv[k].x, kv[k].y);
+        }
+#pragma unroll
+        for (int k = 0; k < EV; ++k) {
+          const int e = tid + k * kBwdThreads, jj = e / (DV / 2), d = 2 * (e - jj * (DV / 2));
+          storeSplit<T>(vbHi + jj * VLD + d, vbLo + jj * VLD + d, vv[k].x, vv[k].y);
+        }
       }
       for (int jj = tid; jj < JT; jj += kBwdThreads) {
         // -inf: no far term (empty key cluster, past CK or a near pair).

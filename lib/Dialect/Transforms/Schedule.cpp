@@ -64,6 +64,8 @@ IntegerAttr mlir::muse::kernelMinBlocks(Builder &b, SpecAttr spec, StringRef ker
     blocks = spec.getOrder() == 0 ? 3 : 0; // keysFar0Mma: 224 -> 168
   else if (kernel == "muse_backward_window_dkdv")
     blocks = spec.getBlockSize() >= 64 ? 4 : 0; // 32-query tiles: 128 registers, no spill
+  else if (kernel == "muse_backward_pairs")
+    blocks = spec.getOrder() == 0 && D == 64 && DV == 64 ? 3 : 0; // pairsMma, batched staging: 118 -> 80
   else if (kernel == "muse_backward_window_dq")
     blocks = spec.getBlockSize() >= 64 ? 5 : 0; // 101 -> 96 at 64 queries a block
   return blocks > 0 ? b.getI64IntegerAttr(blocks) : IntegerAttr();
