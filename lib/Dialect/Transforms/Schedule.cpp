@@ -47,11 +47,12 @@ struct MuseSchedule : public mlir::muse::impl::MuseScheduleBase<MuseSchedule> {
 } // namespace
 
 IntegerAttr mlir::muse::kernelMinBlocks(Builder &b, SpecAttr spec, StringRef kernel) {
-  // Only where measured (H100, sm_90 and newer; bench/NOTES.md version 7): 16-bit inputs whose
-  // head and value dims fit the narrow tiles (D + Dv <= 128, multiples of 16),
-  // at the 128 threads those kernels then run with. Each cap was checked
-  // against ptxas's report to cost at most a few spilled words, and each made
-  // its kernel faster (more warps to hide shared-memory and L2 latency).
+  // Only where measured (H100, sm_90 and newer; bench/NOTES.md version 7):
+  // 16-bit inputs whose head and value dims fit the narrow tiles (D + Dv <=
+  // 128, multiples of 16), at the block sizes those kernels then run with
+  // (128 threads, backward_pairs 256). Each cap was checked against ptxas's
+  // report to cost at most a few spilled words, and each made its kernel
+  // faster in a timed A/B (more warps to hide shared-memory and L2 latency).
   const int64_t D = spec.getHeadDim(), DV = spec.getValueDim();
   const bool narrow16 = !spec.getDtype().isF32() && D + DV <= 128 && D % 16 == 0 && DV % 16 == 0;
   if (!narrow16 || spec.getArchNumber() < 90)
