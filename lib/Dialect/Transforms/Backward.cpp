@@ -238,7 +238,7 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   for (const BwdKernel &k : kernels)
     if (declared.insert(k.name).second)
       pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage,
-                          kernelMinBlocks(pb, spec, k.name));
+                          kernelMinBlocks(pb, spec, k.name, k.threads));
   for (const BwdKernel &k : kernels)
     pb.create<LaunchOp>(loc, k.name, DimAttr::fromDimExpr(ctx, k.grid[0]),
                         DimAttr::fromDimExpr(ctx, k.grid[1]), DimAttr::fromDimExpr(ctx, k.grid[2]),
@@ -301,7 +301,7 @@ LogicalResult outlineBackward(func::FuncOp func) {
   };
   for (const BwdKernel &k : kernels)
     pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage,
-                        kernelMinBlocks(pb, spec, k.name));
+                        kernelMinBlocks(pb, spec, k.name, k.threads));
   for (const BwdKernel &k : kernels)
     pb.create<LaunchOp>(loc, k.name, DimAttr::fromDimExpr(ctx, k.grid[0]),
                         DimAttr::fromDimExpr(ctx, k.grid[1]), DimAttr::fromDimExpr(ctx, k.grid[2]),

@@ -153,7 +153,7 @@ public:
     for (const Launch &l : launches)
       if (declared.insert(l.kernel).second)
         b.create<KernelOp>(loc, l.kernel, "muse::" + l.instance, l.threads, 0, l.stage,
-                          kernelMinBlocks(b, spec, l.kernel));
+                          kernelMinBlocks(b, spec, l.kernel, l.threads));
     MLIRContext *ctx = plan.getContext();
     for (const Launch &l : launches) {
       StringAttr view = llvm::StringRef(l.view) == "full" ? StringAttr() : b.getStringAttr(l.view);

@@ -3,7 +3,6 @@
 
 #include "mlir/IR/Builders.h"
 
-
 namespace mlir::muse {
 #define GEN_PASS_DEF_MUSESCHEDULE
 #include "muse/Dialect/Muse/Transforms/Passes.h.inc"
@@ -46,28 +45,28 @@ struct MuseSchedule : public mlir::muse::impl::MuseScheduleBase<MuseSchedule> {
 };
 } // namespace
 
-IntegerAttr mlir::muse::kernelMinBlocks(Builder &b, SpecAttr spec, StringRef kernel) {
+IntegerAttr mlir::muse::kernelMinBlocks(Builder &b, SpecAttr spec, StringRef kernel, int64_t threads) {
   // Only where measured (H100, sm_90 and newer; bench/NOTES.md version 7):
   // 16-bit inputs whose head and value dims fit the narrow tiles (D + Dv <=
-  // 128, multiples of 16), at the block sizes those kernels then run with
-  // (128 threads, backward_pairs 256). Each cap was checked against ptxas's
-  // report to cost at most a few spilled words, and each made its kernel
-  // faster in a timed A/B (more warps to hide shared-memory and L2 latency).
+  // 128, multiples of 16), at the block size each kernel was measured with.
+  // Each cap was checked against ptxas's report to cost at most a few
+  // spilled words, and each made its kernel faster in a timed A/B (more
+  // warps to hide shared-memory and L2 latency).
   const int64_t D = spec.getHeadDim(), DV = spec.getValueDim();
   const bool narrow16 = !spec.getDtype().isF32() && D + DV <= 128 && D % 16 == 0 && DV % 16 == 0;
   if (!narrow16 || spec.getArchNumber() < 90)
     return IntegerAttr();
   int64_t blocks = 0;
-  if (kernel == "muse_far_field")
+  if (kernel == "muse_far_field" && threads == 128)
     // 130 -> 128 registers; with near clusters the cap would spill 224 bytes.
-    blocks = chooseSchedule(spec).getThreads() == 128 && spec.getNearClusters() == 0 ? 4 : 0;
-  else if (kernel == "muse_backward_keys")
+    blocks = spec.getNearClusters() == 0 ? 4 : 0;
+  else if (kernel == "muse_backward_keys" && threads == 128)
     blocks = spec.getOrder() == 0 ? 3 : 0; // keysFar0Mma: 224 -> 168
-  else if (kernel == "muse_backward_window_dkdv")
-    blocks = spec.getBlockSize() >= 64 ? 4 : 0; // 32-query tiles: 128 registers, no spill
-  else if (kernel == "muse_backward_pairs")
+  else if (kernel == "muse_backward_pairs" && threads == 256)
     blocks = spec.getOrder() == 0 && D == 64 && DV == 64 ? 3 : 0; // pairsMma, batched staging: 118 -> 80
-  else if (kernel == "muse_backward_window_dq")
-    blocks = spec.getBlockSize() >= 64 ? 5 : 0; // 101 -> 96 at 64 queries a block
+  else if (kernel == "muse_backward_window_dkdv" && threads == 128) // 64 keys a block (S >= 64)
+    blocks = 4; // 32-query tiles: 128 registers, no spill
+  else if (kernel == "muse_backward_window_dq" && threads == 128) // 64 queries a block (S >= 64)
+    blocks = 5; // 101 -> 96
   return blocks > 0 ? b.getI64IntegerAttr(blocks) : IntegerAttr();
 }

@@ -15,10 +15,11 @@ namespace mlir::muse {
 #define GEN_PASS_REGISTRATION
 #include "muse/Dialect/Muse/Transforms/Passes.h.inc"
 
-/// The second argument of `kernel`'s __launch_bounds__ for `spec` (blocks
-/// per SM, capping registers at 65536 / (threads x blocks)) as the
-/// muse.kernel's min_blocks attribute, or a null attribute for none.
-IntegerAttr kernelMinBlocks(Builder &b, SpecAttr spec, StringRef kernel);
+/// The second argument of the __launch_bounds__ of `kernel`, launched with
+/// `threads` threads, for `spec` (blocks per SM, capping registers at
+/// 65536 / (threads x blocks)) as the muse.kernel's min_blocks attribute, or
+/// a null attribute for none.
+IntegerAttr kernelMinBlocks(Builder &b, SpecAttr spec, StringRef kernel, int64_t threads);
 
 /// decompose, schedule, outline: what compileSpec runs on an imported module.
 void buildMuseLoweringPipeline(OpPassManager &pm);
