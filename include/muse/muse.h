@@ -24,7 +24,8 @@
 extern "C" {
 #endif
 
-#define MUSE_ABI_VERSION 1
+/* 2: the backward's o and d_o are in the attention's dtype (1: fp32). */
+#define MUSE_ABI_VERSION 2
 
 typedef enum muse_status {
   MUSE_OK = 0,
@@ -61,16 +62,18 @@ typedef struct muse_forward_args {
 /* The backward of one forward call (acausal and causal specs; muse::BackwardArgs in
  * muse/Runtime/Engine.h): q, k, v, o and workspace of that call, the
  * workspace allocated with muse_attention_backward_workspace_bytes and its
- * forward part untouched since. dO, dq, dk, dv are fp32; lse and d_lse
- * ([B, H, N] contiguous) may be NULL (lse: the workspace's copy; d_lse: 0). */
+ * forward part untouched since. o and d_o are in the attention's dtype, like
+ * q, k and v (a 16-bit caller rounds the forward's fp32 o once); dq, dk, dv
+ * are fp32; lse and d_lse ([B, H, N] contiguous) may be NULL (lse: the
+ * workspace's copy; d_lse: 0). */
 typedef struct muse_backward_args {
   muse_shape_t shape;
   const void *q;  int64_t q_stride[3];
   const void *k;  int64_t k_stride[3];
   const void *v;  int64_t v_stride[3];
-  const float *o; int64_t o_stride[3];
+  const void *o;  int64_t o_stride[3];
   const float *lse;
-  const float *d_o; int64_t d_o_stride[3];
+  const void *d_o; int64_t d_o_stride[3];
   const float *d_lse;
   float *dq; int64_t dq_stride[3];
   float *dk; int64_t dk_stride[3];

@@ -1,7 +1,9 @@
 //===- VerifyBackward.cpp - The backward kernels against the reference ----===//
 //
-// Random q, k, v (rounded to the spec's dtype), the forward, then dO (and
-// dLse) in fp32; the backward runs twice on poisoned gradients (the second
+// Random q, k, v and dO (rounded to the spec's dtype) and dLse (fp32); the
+// forward, its fp32 o rounded to the spec's dtype (BackwardArgs takes o and
+// dO in it, as a 16-bit model keeps them); the backward runs twice on
+// poisoned gradients (the second
 // must be bit-identical: no atomics, fixed summation orders), then
 // ref::museBackward recomputes dq, dk, dv in double on the kernel's partitions
 // (causal specs: every level's partitions, and a causality check).
@@ -109,10 +111,12 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   roundTo(spec.dtype, k, kB);
   roundTo(spec.dtype, v, vB);
   auto dO = gaussian(rng, rs.oSize());
+  std::string dOB;
+  roundTo(spec.dtype, dO, dOB);
   std::vector<double> dLse = withDLse ? gaussian(rng, rs.lseSize()) : std::vector<double>();
-  std::vector<float> dOf = toFloat(dO), dLsef = toFloat(dLse);
+  std::vector<float> dLsef = toFloat(dLse);
 
-  DeviceBuffer bq, bk, bv, bo, blse, bdO, bdLse, bdq, bdk, bdv, bws, bqa, bka, bsa;
+  DeviceBuffer bq, bk, bv, bo, boT, blse, bdO, bdLse, bdq, bdk, bdv, bws, bqa, bka, bsa;
   // Causal partitions are per far-field level (ref::Partitions' layout).
   const int levels =
       spec.causal ? ref::causalLevels(shape.N, spec.blockSize, spec.windowBlocks) : 0;
@@ -123,8 +127,9 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   MUSE_TRY(bk.allocate(kB.size()));
   MUSE_TRY(bv.allocate(vB.size()));
   MUSE_TRY(bo.allocate(rs.oSize() * 4));
+  MUSE_TRY(boT.allocate(dOB.size()));
   MUSE_TRY(blse.allocate(rs.lseSize() * 4));
-  MUSE_TRY(bdO.allocate(rs.oSize() * 4));
+  MUSE_TRY(bdO.allocate(dOB.size()));
   MUSE_TRY(bdLse.allocate(rs.lseSize() * 4));
   MUSE_TRY(bdq.allocate(rs.qSize() * 4));
   MUSE_TRY(bdk.allocate(rs.kSize() * 4));
@@ -136,7 +141,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   MUSE_TRY(bq.upload(qB.data(), qB.size()));
   MUSE_TRY(bk.upload(kB.data(), kB.size()));
   MUSE_TRY(bv.upload(vB.data(), vB.size()));
-  MUSE_TRY(bdO.upload(dOf.data(), dOf.size() * 4));
+  MUSE_TRY(bdO.upload(dOB));
   if (withDLse)
     MUSE_TRY(bdLse.upload(dLsef.data(), dLsef.size() * 4));
   MUSE_TRY(bws.poison());
@@ -156,15 +161,23 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   if (spec.causal)
     f.servedAssign = static_cast<int32_t *>(bsa.get());
   MUSE_TRY(attention->forward(f, nullptr));
+  {
+    std::vector<float> of;
+    MUSE_TRY(bo.download(of, rs.oSize()));
+    std::vector<double> od(of.begin(), of.end());
+    std::string oB;
+    roundTo(spec.dtype, od, oB);
+    MUSE_TRY(boT.upload(oB));
+  }
 
   BackwardArgs b;
   b.shape = shape;
   b.q = f.q;
   b.k = f.k;
   b.v = f.v;
-  b.o = f.o;
+  b.o = boT.get();
   b.lse = f.lse;
-  b.dO = bdO.f();
+  b.dO = bdO.get();
   b.dLse = withDLse ? bdLse.f() : nullptr;
   b.dq = bdq.f();
   b.dk = bdk.f();
@@ -196,15 +209,18 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   // the check proves nothing).
   if (spec.causal && rs.N > 1) {
     const int64_t cut = rs.N / 2;
-    std::vector<float> dO2 = dOf, dLse2 = dLsef;
+    std::vector<double> dO2 = dO;
+    std::vector<float> dLse2 = dLsef;
     for (int64_t bh = 0; bh < rs.B * rs.H; ++bh)
       for (int64_t t = 0; t < cut; ++t) {
         for (int64_t c = 0; c < Dv; ++c)
-          dO2[(bh * rs.N + t) * Dv + c] = -2.f * dO2[(bh * rs.N + t) * Dv + c] + 0.5f;
+          dO2[(bh * rs.N + t) * Dv + c] = -2.0 * dO2[(bh * rs.N + t) * Dv + c] + 0.5;
         if (withDLse)
           dLse2[bh * rs.N + t] += 1.f;
       }
-    MUSE_TRY(bdO.upload(dO2.data(), dO2.size() * 4));
+    std::string dO2B;
+    roundTo(spec.dtype, dO2, dO2B);
+    MUSE_TRY(bdO.upload(dO2B));
     if (withDLse)
       MUSE_TRY(bdLse.upload(dLse2.data(), dLse2.size() * 4));
     MUSE_TRY(attention->backward(b, nullptr));
@@ -228,7 +244,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
         }
     report.causalChecked = true;
     report.causal = laterSame && earlierChanged;
-    MUSE_TRY(bdO.upload(dOf.data(), dOf.size() * 4)); // the timed runs use the original dO
+    MUSE_TRY(bdO.upload(dOB)); // the timed runs use the original dO
     if (withDLse)
       MUSE_TRY(bdLse.upload(dLsef.data(), dLsef.size() * 4));
   }

@@ -19,7 +19,7 @@ namespace {
 Status invalid(const std::string &msg) { return {StatusCode::InvalidArgument, msg}; }
 
 /// Strides >= 0 and rows that do not overlap (rows are written by different
-/// warps), for a gradient or dO of `width` floats per row.
+/// warps), for a gradient or dO of `width` elements per row.
 Status checkGradient(const char *name, const int64_t stride[3], int64_t rows, int64_t width) {
   for (int i = 0; i < 3; ++i)
     if (stride[i] < 0)
@@ -28,7 +28,7 @@ Status checkGradient(const char *name, const int64_t stride[3], int64_t rows, in
   if (rows > 1 && stride[2] < width)
     return invalid(std::string(name) + " row stride is " + std::to_string(stride[2]) +
                    " but rows of " + std::to_string(width) +
-                   " floats would overlap; it must be >= " + std::to_string(width));
+                   " elements would overlap; it must be >= " + std::to_string(width));
   return Status::success();
 }
 
@@ -61,7 +61,9 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
   f.q = a.q;
   f.k = a.k;
   f.v = a.v;
-  f.o = const_cast<float *>(a.o); // read only: the backward never writes o
+  // Checked as the forward's o (pointer, strides); bound below as o_in, in
+  // the spec's dtype: the backward never writes o.
+  f.o = static_cast<float *>(const_cast<void *>(a.o));
   f.lse = const_cast<float *>(a.lse);
   for (int i = 0; i < 3; ++i) {
     f.qStride[i] = a.qStride[i];
@@ -90,6 +92,8 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
   }
   if (spec.causal)
     bindCausalSave(s, spec.blockSize, spec.windowBlocks, a.workspace, plan.workspaceBytes(s), p);
+  p.o = nullptr;
+  p.o_in = a.o;
   p.dout = a.dO;
   p.dlse = a.dLse;
   p.dq = a.dq;

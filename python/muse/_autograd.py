@@ -30,12 +30,13 @@ NO_WORKSPACE = (
     "passes for_backward=True whenever an input requires grad")
 
 
-def _as_f32(t):
-    """fp32 with a contiguous last dimension and rows that do not overlap
-    (what libmuse accepts); batch and head strides pass through as they are.
-    The expanded gradient of a sum (every stride 0) is made dense."""
-    if t.dtype != torch.float32:
-        t = t.float()
+def _as_input(t, dtype):
+    """`dtype` (the inputs' dtype, which libmuse reads o and dO in) with a
+    contiguous last dimension and rows that do not overlap; batch and head
+    strides pass through as they are. The expanded gradient of a sum (every
+    stride 0) is made dense. A no-op for the usual bf16/f16 o and dO."""
+    if t.dtype != dtype:
+        t = t.to(dtype)
     if t.stride(3) != 1 or (t.shape[2] > 1 and t.stride(2) < t.shape[3]):
         t = t.contiguous()
     return t
@@ -55,11 +56,12 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor
         raise ValueError("muse::attention_backward: the workspace has %d bytes but this shape "
                          "needs %d: pass the workspace its forward returned with "
                          "for_backward=True" % (workspace.numel(), need))
-    # The forward's o feeds only delta_n = dO_n . o_n; a bf16/f16 o is read
-    # back in fp32, as flash attention's backward does, rather than keeping
-    # an fp32 copy alive from forward to backward.
-    o32 = _as_f32(o)
-    d_o = _as_f32(grad_o)
+    # libmuse reads o and dO in the inputs' dtype, as flash attention's
+    # backward does: o feeds only delta_n = dO_n . o_n, so a bf16/f16 model's
+    # o and dO pass through without a copy (an fp32 o from out_dtype, and its
+    # gradient, are rounded here).
+    o_in = _as_input(o, q.dtype)
+    d_o = _as_input(grad_o, q.dtype)
     d_lse = grad_lse.to(torch.float32).contiguous()
     dq = torch.empty((B, H, N, D), dtype=torch.float32, device=device)
     dk = torch.empty((B, Hkv, M, D), dtype=torch.float32, device=device)
@@ -73,7 +75,7 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor
     args = _library.BackwardArgs(
         _library.Shape(B, H, Hkv, N, M),
         q.data_ptr(), st(q), k.data_ptr(), st(k), v.data_ptr(), st(v),
-        o32.data_ptr(), st(o32),
+        o_in.data_ptr(), st(o_in),
         None,  # lse: the workspace's copy, which is the forward's
         d_o.data_ptr(), st(d_o),
         d_lse.data_ptr(),
@@ -137,9 +139,9 @@ def _attention_backward(ctx, grad_o, grad_lse, grad_workspace):
         return None, None, None, None, None, None, None, None
     q, k, v, o, workspace = ctx.saved_tensors
     # An unused output's gradient is passed as zeros, so the op takes plain
-    # tensors (dO is converted to fp32 anyway; dLse is [B, H, N]).
+    # tensors (dO in the inputs' dtype; dLse is [B, H, N]).
     if grad_o is None:
-        grad_o = torch.zeros_like(o, dtype=torch.float32)
+        grad_o = torch.zeros_like(o, dtype=q.dtype)
     if grad_lse is None:
         B, H, N = o.shape[:3]
         grad_lse = torch.zeros((B, H, N), dtype=torch.float32, device=o.device)

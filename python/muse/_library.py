@@ -1,6 +1,6 @@
 """Finding and loading libmuse.so, and the ctypes view of its C ABI.
 
-The declarations below mirror include/muse/muse.h (MUSE_ABI_VERSION 1); the
+The declarations below mirror include/muse/muse.h (MUSE_ABI_VERSION 2); the
 library's own muse_abi_version() is checked at load so that a stale build is
 reported instead of misread.
 
@@ -21,7 +21,7 @@ import threading
 
 from . import _errors
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 LIBRARY_NAME = "libmuse.so"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -50,8 +50,8 @@ class ForwardArgs(ctypes.Structure):
 
 
 class BackwardArgs(ctypes.Structure):
-    """muse_backward_args_t: o, d_o and the gradients are fp32; lse and d_lse
-    ([B, H, N] contiguous) may be NULL."""
+    """muse_backward_args_t: o and d_o in the attention's dtype, the gradients
+    fp32; lse and d_lse ([B, H, N] contiguous) may be NULL."""
     _fields_ = [
         ("shape", Shape),
         ("q", ctypes.c_void_p), ("q_stride", _Stride),

@@ -250,7 +250,7 @@ template <class Cfg> __device__ void keysFar1(const MuseParams &p, int j, int kh
 #pragma unroll
           for (int a = 0; a < Lanes<D>::K; ++a)
             rn.x[a] -= c.x[a];
-          dOn.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+          dOn.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
           const float A = rn.dotWith(kc), Bv = dOn.dotWith(vc);
           gkc.axpy(P * A, dOn);
           gtv.axpy(P * Bv, rn);
@@ -364,7 +364,7 @@ template <class Cfg> __device__ void keysNear(const MuseParams &p, int j, int kh
         for (int s = 0; s < qcount; ++s) {
           const int n = qperm[s];
           loadScaledQuery<Cfg>(p, hi, n, lane, xn);
-          dOn.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+          dOn.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
           const float pn = expf(xn.dotWith(kl) - rowLse(p, bh, n));
           const float gn =
               pn * (dOn.dotWith(vl) - p.bwd_delta[globalRow(p, bh, n)] + rowDLse(p, bh, n));

@@ -14,10 +14,11 @@
 // re-reading every member of every query cluster. Each sum runs over the
 // members in permutation order with one fmaf per term: deterministic.
 // 16-bit inputs with D = DV = 64 run the same product on the tensor cores
-// (pairsMma): r, dO, g and P are fp32, so each is staged as a pair of T
-// tiles hi + lo and the sums take three mma.sync products (hi·hi, hi·lo,
-// lo·hi), about 16 significant bits like the other split products of the
-// backward; gL stays an fp32 sum. Every sum still runs in a fixed order.
+// (pairsMma): r, g and P are fp32, so each is staged as a pair of T tiles
+// hi + lo and the sums take three mma.sync products (hi·hi, hi·lo, lo·hi),
+// about 16 significant bits like the other split products of the backward;
+// dO is exact in T (its lo tile is zero), so gV takes two (P_hi·dO,
+// P_lo·dO); gL stays an fp32 sum. Every sum still runs in a fixed order.
 // Grid (CQ, B*H) (causal levels: the served view, whose q_offsets / q_perm
 // group the served queries), block kPairThreads.
 //
@@ -117,7 +118,7 @@ template <class Cfg> __device__ void backward_pairs_fp32(const MuseParams &p) {
           if (m < mEnd && col < COLS) {
             const int n = qperm[m0 + m];
             v = col < D ? scaled(p, loadf<T>(p.q, qRow(p, hi.b, hi.h, n) + col)) - cen[col]
-                        : p.dout[doRow(p, hi.b, hi.h, n) + (col - D)];
+                        : loadf<T>(p.dout, doRow(p, hi.b, hi.h, n) + (col - D));
           }
           feat[m][c] = v;
         }
@@ -185,7 +186,8 @@ template <class Cfg> struct PairMmaTiles {
 /// backward_pairs on the tensor cores (PairMmaTiles::usable): per pass of JG
 /// key clusters, per chunk of MT members, the warp (jtile = warp % 4,
 /// half = warp / 4) adds Wᵀ·F over the chunk to its 16 x 64 tile, W = g for
-/// the r columns and P for the dO columns, all operands as hi + lo.
+/// the r columns and P for the dO columns, all operands as hi + lo (dO's lo
+/// is zero: those warps skip the hi·lo product).
 template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
   using Tl = PairMmaTiles<Cfg>;
   using T = typename Cfg::T;
@@ -235,8 +237,8 @@ template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
             const long long row = qRow(p, hi.b, hi.h, n);
             fv[k] = make_float2(loadf<T>(p.q, row + c), loadf<T>(p.q, row + c + 1));
           } else {
-            const float *dO = p.dout + doRow(p, hi.b, hi.h, n) + (c - D);
-            fv[k] = make_float2(dO[0], dO[1]);
+            const long long at = doRow(p, hi.b, hi.h, n) + (c - D);
+            fv[k] = make_float2(loadf<T>(p.dout, at), loadf<T>(p.dout, at + 1));
           }
         }
       }
@@ -288,11 +290,13 @@ template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
         for (int n = 0; n < NO; n += 2) {
           unsigned bH[4], bL[4];
           loadBTrans<FLD, T>(bH, fHi, 16 * kk, col0 + 8 * n, lane);
-          loadBTrans<FLD, T>(bL, fLo, 16 * kk, col0 + 8 * n, lane);
           mma16816<T>(acc[n], aH, bH[0], bH[1]);
           mma16816<T>(acc[n + 1], aH, bH[2], bH[3]);
-          mma16816<T>(acc[n], aH, bL[0], bL[1]);
-          mma16816<T>(acc[n + 1], aH, bL[2], bL[3]);
+          if (half == 0) { // r's lo part (dO is exact in T: no lo part)
+            loadBTrans<FLD, T>(bL, fLo, 16 * kk, col0 + 8 * n, lane);
+            mma16816<T>(acc[n], aH, bL[0], bL[1]);
+            mma16816<T>(acc[n + 1], aH, bL[2], bL[3]);
+          }
           mma16816<T>(acc[n], aL, bH[0], bH[1]);
           mma16816<T>(acc[n + 1], aL, bH[2], bH[3]);
         }

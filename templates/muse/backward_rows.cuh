@@ -56,13 +56,13 @@ template <class Cfg> __device__ void rowsWarp(const MuseParams &p) {
 #pragma unroll
   for (int a = 0; a < Lanes<D>::K; ++a)
     r.x[a] = x.x[a] - c.x[a];
-  dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+  dO.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
   float delta;
   if (causal) {
     delta = p.bwd_delta[globalRow(p, bh, n)]; // dO . o of the merged o (window kernel)
   } else {
     Lanes<DV> o;
-    o.loadF(p.o + oRow(p, hi.b, hi.h, n), lane);
+    o.template loadT<T>(p.o_in, oRow(p, hi.b, hi.h, n), lane);
     delta = dO.dotWith(o);
   }
   const float lse = rowLse(p, bh, n), dl = rowDLse(p, bh, n);
@@ -164,6 +164,7 @@ template <class Cfg>
 __device__ void rowsMemberStats(const MuseParams &p, const HeadIndex &hi, int bh, const int *members, int mn,
                                 float *lseS, float *cS) {
   constexpr int DV = Cfg::DV;
+  using T = typename Cfg::T;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const bool causal = p.seg_count > 0;
   for (int r = warp; r < mn; r += kBwdWarps) {
@@ -173,8 +174,8 @@ __device__ void rowsMemberStats(const MuseParams &p, const HeadIndex &hi, int bh
       delta = p.bwd_delta[globalRow(p, bh, n)]; // dO . o of the merged o (window kernel)
     } else {
       Lanes<DV> o, dO;
-      o.loadF(p.o + oRow(p, hi.b, hi.h, n), lane);
-      dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+      o.template loadT<T>(p.o_in, oRow(p, hi.b, hi.h, n), lane);
+      dO.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
       delta = dO.dotWith(o);
       if (lane == 0)
         p.bwd_delta[(long long)bh * p.N + n] = delta;
@@ -207,7 +208,7 @@ __device__ void rowsFinish(const MuseParams &p, const HeadIndex &hi, int bh, int
       Lanes<D> x, kl;
       Lanes<DV> dO, vl;
       loadScaledQuery<Cfg>(p, hi, n, lane, x);
-      dO.loadF(p.dout + doRow(p, hi.b, hi.h, n), lane);
+      dO.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
       const float lse = lseS[r], c = cS[r];
       for (int e = 0; e < Cfg::NEAR; ++e) {
         const int j = nl[e];
@@ -279,7 +280,7 @@ template <class Cfg, int QT> __device__ void rowsTiled(const MuseParams &p, floa
     }
     for (int e = tid; e < QT * DV; e += kBwdThreads) {
       const int r = e / DV, d = e - r * DV;
-      dOs[r * VP + d] = r < mn ? p.dout[doRow(p, hi.b, hi.h, qperm[m0 + r]) + d] : 0.f;
+      dOs[r * VP + d] = r < mn ? loadf<T>(p.dout, doRow(p, hi.b, hi.h, qperm[m0 + r]) + d) : 0.f;
     }
     rowsMemberStats<Cfg>(p, hi, bh, qperm + m0, mn, lseS, cS);
     float dr[decltype(mR)::TM][decltype(mR)::TN] = {};
@@ -363,17 +364,18 @@ template <class T> __device__ __forceinline__ void storeSplit(T *hi, T *lo, floa
 }
 
 /// rowsTiled on the tensor cores (16-bit inputs, D + Dv <= 128), the same
-/// contract. The residuals R and dO (fp32) and the pairs' kbar, vbar are
-/// staged as hi + lo pairs of T, so S = R KBᵀ and U = dO VBᵀ (where the
-/// difference U - delta is taken) keep about 16 significant bits (three
-/// products each: hi·hi + hi·lo + lo·hi); dL/dr += G KB likewise with G
-/// split in registers. Grid (CQ, B*H), block kBwdThreads.
+/// contract. The residuals R (fp32) and the pairs' kbar, vbar are staged as
+/// hi + lo pairs of T, so S = R KBᵀ keeps about 16 significant bits (three
+/// products: hi·hi + hi·lo + lo·hi); dO is exact in T, so U = dO VBᵀ (where
+/// the difference U - delta is taken) takes two (dO·VB_hi + dO·VB_lo);
+/// dL/dr += G KB likewise with G split in registers. Grid (CQ, B*H), block
+/// kBwdThreads.
 template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
   using Tl = RowMmaTiles<Cfg>;
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
   constexpr int QT = Tl::QT, JT = Tl::JT, KLD = Tl::KLD, VLD = Tl::VLD, NK = D / 8;
-  __shared__ __align__(16) T rHi[QT * KLD], rLo[QT * KLD], oHi[QT * VLD], oLo[QT * VLD];
+  __shared__ __align__(16) T rHi[QT * KLD], rLo[QT * KLD], dOs[QT * VLD];
   __shared__ __align__(16) T kbHi[JT * KLD], kbLo[JT * KLD], vbHi[JT * VLD], vbLo[JT * VLD];
   __shared__ float lseS[QT], cS[QT], lnmS[JT], cen[D];
 
@@ -403,13 +405,10 @@ template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
     }
     for (int e = tid; e < QT * DV / 2; e += kBwdThreads) {
       const int r = e / (DV / 2), d = 2 * (e - r * (DV / 2));
-      float a = 0.f, b = 0.f;
-      if (r < mn) {
-        const float *row = p.dout + doRow(p, hi.b, hi.h, qperm[m0 + r]) + d;
-        a = row[0];
-        b = row[1];
-      }
-      storeSplit<T>(oHi + r * VLD + d, oLo + r * VLD + d, a, b);
+      unsigned u = 0u;
+      if (r < mn)
+        u = ldPair<T>(static_cast<const T *>(p.dout) + doRow(p, hi.b, hi.h, qperm[m0 + r]) + d);
+      *reinterpret_cast<unsigned *>(dOs + r * VLD + d) = u;
     }
     rowsMemberStats<Cfg>(p, hi, bh, qperm + m0, mn, lseS, cS);
     float dr[NK][4];
@@ -460,9 +459,8 @@ template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
       bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbHi, lane);
       bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbLo, lane);
       bwdRowProducts<D, KLD, KLD, 1>(s, rLo, 16 * warp, kbHi, lane);
-      bwdRowProducts<DV, VLD, VLD, 1>(u, oHi, 16 * warp, vbHi, lane);
-      bwdRowProducts<DV, VLD, VLD, 1>(u, oHi, 16 * warp, vbLo, lane);
-      bwdRowProducts<DV, VLD, VLD, 1>(u, oLo, 16 * warp, vbHi, lane);
+      bwdRowProducts<DV, VLD, VLD, 1>(u, dOs, 16 * warp, vbHi, lane);
+      bwdRowProducts<DV, VLD, VLD, 1>(u, dOs, 16 * warp, vbLo, lane);
       float glo[2][4];
 #pragma unroll
       for (int n = 0; n < 2; ++n)

@@ -57,7 +57,7 @@ template <class Cfg> __device__ void backward_window_dq_fp32(const MuseParams &p
   const int qn = cmin(WQ, p.N - t0);
   const HeadIndex hi(p, bh);
   stageRows<WQ, DV, VP>(dOs, qn, [&](int r, int d) {
-    return p.dout[doRow(p, hi.b, hi.h, t0 + r) + d];
+    return loadf<T>(p.dout, doRow(p, hi.b, hi.h, t0 + r) + d);
   });
   stageRows<WQ, D, DP>(Xs, qn, [&](int r, int d) {
     return scaled(p, loadf<T>(p.q, qRow(p, hi.b, hi.h, t0 + r) + d));
@@ -65,10 +65,9 @@ template <class Cfg> __device__ void backward_window_dq_fp32(const MuseParams &p
   for (int r = warp; r < qn; r += kBwdWarps) {
     const long long at = (long long)bh * p.N + t0 + r;
     float s = 0.f;
-    const float *o = p.o + oRow(p, hi.b, hi.h, t0 + r);
-    const float *dO = p.dout + doRow(p, hi.b, hi.h, t0 + r);
+    const long long oAt = oRow(p, hi.b, hi.h, t0 + r), dAt = doRow(p, hi.b, hi.h, t0 + r);
     for (int d = lane; d < DV; d += 32)
-      s = fmaf(dO[d], o[d], s);
+      s = fmaf(loadf<T>(p.dout, dAt + d), loadf<T>(p.o_in, oAt + d), s);
     const float delta = warpSum(s);
     if (lane == 0) {
       p.bwd_delta[at] = delta;
@@ -155,7 +154,7 @@ template <class Cfg> __device__ void backward_window_dkdv_fp32(const MuseParams 
         return scaled(p, loadf<T>(p.q, qRow(p, hi.b, hi.h, q0 + r) + d));
       });
       stageRows<WT, DV, VP>(dOs, qn, [&](int r, int d) {
-        return p.dout[doRow(p, hi.b, hi.h, q0 + r) + d];
+        return loadf<T>(p.dout, doRow(p, hi.b, hi.h, q0 + r) + d);
       });
       for (int r = tid; r < qn; r += kBwdThreads) {
         const long long at = (long long)bh * p.N + q0 + r;

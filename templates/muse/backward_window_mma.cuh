@@ -17,9 +17,9 @@
 // ROWS divides S, so a block never straddles a causal block: the window's
 // start is common to the whole tile and only t < l needs a mask. Rows past
 // the sequence or past the window get lse = +inf, so their P is exactly 0.
-// dO arrives in fp32 and is rounded to T once, when it is staged; products
-// accumulate in fp32 and every sum runs in a fixed order, so reruns are
-// bit-identical.
+// dO and o arrive in T (like q, k, v): dO is staged by cp.async beside Q;
+// products accumulate in fp32 and every sum runs in a fixed order, so reruns
+// are bit-identical.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_BACKWARD_WINDOW_MMA_CUH
@@ -60,32 +60,6 @@ __device__ __forceinline__ void bwdStageRows(T *dst, int rows, int n, const T *b
     const int r = e / CC, c = 8 * (e - r * CC);
     const bool valid = r < n;
     windowCopy8<T>(dst + r * LD + c, base + (valid ? rowOf(r) + c : 0), valid);
-  }
-}
-
-/// Rows t0 .. t0 + rows - 1 of the fp32 dO of head hi, rounded to T (zeros from n on).
-template <class T, int DV, int LD, int THREADS>
-__device__ __forceinline__ void bwdStageDOut(const MuseParams &p, const HeadIndex &hi, int t0, int rows,
-                                             int n, T *dst) {
-  constexpr int VC = DV / 8;
-  for (int e = threadIdx.x; e < rows * VC; e += THREADS) {
-    const int r = e / VC, c = 8 * (e - r * VC);
-    uint4 u = make_uint4(0u, 0u, 0u, 0u);
-    if (r < n) {
-      const float *src = p.dout + doRow(p, hi.b, hi.h, t0 + r) + c;
-      float f[8];
-      if ((reinterpret_cast<unsigned long long>(src) & 15ull) == 0) {
-        const float4 a = *reinterpret_cast<const float4 *>(src);
-        const float4 b = *reinterpret_cast<const float4 *>(src + 4);
-        f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
-      } else {
-#pragma unroll
-        for (int i = 0; i < 8; ++i)
-          f[i] = src[i];
-      }
-      u = make_uint4(pack2<T>(f[0], f[1]), pack2<T>(f[2], f[3]), pack2<T>(f[4], f[5]), pack2<T>(f[6], f[7]));
-    }
-    *reinterpret_cast<uint4 *>(dst + r * LD + c) = u;
   }
 }
 
@@ -172,8 +146,9 @@ template <class Cfg> __device__ void backward_window_dq_mma(const MuseParams &p)
   const int qn = cmin(ROWS, p.N - t0);
   const T *q = static_cast<const T *>(p.q), *k = static_cast<const T *>(p.k), *v = static_cast<const T *>(p.v);
   bwdStageRows<T, D, KLD, THREADS>(qs, ROWS, qn, q, [&](int r) { return qRow(p, hi.b, hi.h, t0 + r); });
+  bwdStageRows<T, DV, VLD, THREADS>(dos, ROWS, qn, static_cast<const T *>(p.dout),
+                                    [&](int r) { return doRow(p, hi.b, hi.h, t0 + r); });
   cpAsyncCommit();
-  bwdStageDOut<T, DV, VLD, THREADS>(p, hi, t0, ROWS, qn, dos);
   for (int r = warp; r < ROWS; r += Tl::WARPS) {
     const long long at = (long long)bh * p.N + t0 + r;
     if (r >= qn) {
@@ -181,11 +156,10 @@ template <class Cfg> __device__ void backward_window_dq_mma(const MuseParams &p)
         lse2S[r] = kInf(), cS[r] = 0.f;
       continue;
     }
-    const float *o = p.o + oRow(p, hi.b, hi.h, t0 + r);
-    const float *dO = p.dout + doRow(p, hi.b, hi.h, t0 + r);
+    const long long oAt = oRow(p, hi.b, hi.h, t0 + r), dAt = doRow(p, hi.b, hi.h, t0 + r);
     float s = 0.f;
     for (int d = lane; d < DV; d += 32)
-      s = fmaf(dO[d], o[d], s);
+      s = fmaf(loadf<T>(p.dout, dAt + d), loadf<T>(p.o_in, oAt + d), s);
     const float delta = warpSum(s);
     if (lane == 0) {
       p.bwd_delta[at] = delta;
@@ -300,8 +274,9 @@ template <class Cfg> __device__ void backward_window_dkdv_mma(const MuseParams &
       const int qn = cmin(QT, tEnd - q0);
       __syncthreads(); // the previous query tile is no longer read
       bwdStageRows<T, D, KLD, THREADS>(qs, QT, qn, q, [&](int r) { return qRow(p, hi.b, hi.h, q0 + r); });
+      bwdStageRows<T, DV, VLD, THREADS>(dos, QT, qn, static_cast<const T *>(p.dout),
+                                        [&](int r) { return doRow(p, hi.b, hi.h, q0 + r); });
       cpAsyncCommit();
-      bwdStageDOut<T, DV, VLD, THREADS>(p, hi, q0, QT, qn, dos);
       for (int r = threadIdx.x; r < QT; r += THREADS) {
         const long long at = (long long)bh * p.N + q0 + r;
         lse2S[r] = r < qn ? p.run_lse[at] * kLog2e : kInf();

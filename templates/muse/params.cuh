@@ -9,7 +9,8 @@
 //   q   [B, H,   N, D ]   q_sb, q_sh, q_sn
 //   k   [B, Hkv, M, D ]   k_sb, k_sh, k_sm
 //   v   [B, Hkv, M, Dv]   v_sb, v_sh, v_sm
-//   o   [B, H,   N, Dv]   fp32, o_sb, o_sh, o_sn
+//   o   [B, H,   N, Dv]   fp32, o_sb, o_sh, o_sn (the backward reads the
+//                         forward's o in T through o_in, same strides)
 //   lse [B, H,   N]       fp32, contiguous (may be null: not written)
 // Query head h uses kv head h / (H / Hkv).
 //
@@ -91,10 +92,12 @@ struct MuseParams {
   int *out_query;       // i32 [levels, B*H, N]
   int *out_served;      // i32 [levels, B*H, N]
 
-  // Acausal backward (templates/README.md "Backward"); null/0 in forward
-  // launches. Gradients are fp32 with their own strides; dq is w.r.t. the
-  // unscaled q. The backward reads the forward's workspace buffers unchanged.
-  const float *dout; // dL/do  f32 [B, H, N, Dv]  do_sb, do_sh, do_sn
+  // Backward (templates/README.md "Backward"); null/0 in forward launches.
+  // o and dO are in the input dtype T (like q, k, v); gradients are fp32
+  // with their own strides; dq is w.r.t. the unscaled q. The backward reads
+  // the forward's workspace buffers unchanged.
+  const void *o_in;  // the forward's o  T [B, H, N, Dv]  o_sb, o_sh, o_sn
+  const void *dout;  // dL/do  T [B, H, N, Dv]  do_sb, do_sh, do_sn
   const float *dlse; // dL/dlse f32 [B, H, N] contiguous; null: zero
   float *dq;         // f32 [B, H, N, D]    dq_sb, dq_sh, dq_sn
   float *dk;         // f32 [B, Hkv, M, D]  dk_sb, dk_sh, dk_sm

@@ -228,12 +228,20 @@ TEST(CausalBackwardTiming, At16k) {
     }
     ASSERT_EQ(d.cuMemcpyHtoD(ptr, host.data(), host.size() * 2), CUDA_SUCCESS);
   }
-  std::vector<float> dOhost(size_t(rows * D));
-  for (float &e : dOhost)
-    e = uniform();
-  DeviceMem o(rows * D * 4), lse(rows * 4), dO(rows * D * 4), dq(rows * D * 4), dk(rows * D * 4),
-      dv(rows * D * 4);
-  ASSERT_EQ(d.cuMemcpyHtoD(dO.ptr, dOhost.data(), dOhost.size() * 4), CUDA_SUCCESS);
+  // dO in bf16 (the spec's dtype), and the o the backward reads (bf16, like a
+  // model's; timing only, so a second random draw stands in for the
+  // forward's rounded o).
+  DeviceMem o(rows * D * 4), oT(host.size() * 2), lse(rows * 4), dO(host.size() * 2),
+      dq(rows * D * 4), dk(rows * D * 4), dv(rows * D * 4);
+  for (CUdeviceptr ptr : {dO.ptr, oT.ptr}) {
+    for (uint16_t &e : host) {
+      const float u = uniform();
+      uint32_t bits;
+      std::memcpy(&bits, &u, 4);
+      e = uint16_t(bits >> 16);
+    }
+    ASSERT_EQ(d.cuMemcpyHtoD(ptr, host.data(), host.size() * 2), CUDA_SUCCESS);
+  }
   for (int order : {0, 1}) {
     const Spec spec = causalSpec(CausalBwdCase{"causal_d64_timing", DType::BF16, 64, 1, 64, 64,
                                                order, 0, 512, 1, true, sh});
@@ -256,9 +264,9 @@ TEST(CausalBackwardTiming, At16k) {
     b.q = f.q;
     b.k = f.k;
     b.v = f.v;
-    b.o = f.o;
+    b.o = oT.as<void>();
     b.lse = f.lse;
-    b.dO = dO.as<float>();
+    b.dO = dO.as<void>();
     b.dq = dq.as<float>();
     b.dk = dk.as<float>();
     b.dv = dv.as<float>();

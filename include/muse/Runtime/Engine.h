@@ -73,16 +73,19 @@ struct ForwardArgs {
 /// least Attention::backwardWorkspaceBytes bytes: its first workspaceBytes
 /// bytes must still hold what the forward wrote (partitions, centroids,
 /// summaries, near lists, row lse); the backward writes only after them.
-/// Gradients are fp32 whatever the input dtype (the sums over clusters and
-/// the GQA group are fp32); strides in elements, innermost contiguous.
+/// o and dO are in the spec's dtype, like q, k and v (as a bf16/f16 model
+/// keeps them; o feeds only delta_n = dO_n . o_n, so a 16-bit caller rounds
+/// the forward's fp32 o once). Gradients are fp32 whatever the input dtype
+/// (the sums over clusters and the GQA group are fp32); strides in elements,
+/// innermost contiguous.
 struct BackwardArgs {
   Shape shape;
   const void *q = nullptr; int64_t qStride[3] = {0, 0, 0}; // as in ForwardArgs
   const void *k = nullptr; int64_t kStride[3] = {0, 0, 0};
   const void *v = nullptr; int64_t vStride[3] = {0, 0, 0};
-  const float *o = nullptr;  int64_t oStride[3] = {0, 0, 0}; // the forward's output
+  const void *o = nullptr;  int64_t oStride[3] = {0, 0, 0}; // the forward's output, spec dtype
   const float *lse = nullptr; // the forward's lse [B, H, N]; null: its copy in the workspace
-  const float *dO = nullptr; int64_t dOStride[3] = {0, 0, 0}; // [B, H, N, Dv]
+  const void *dO = nullptr; int64_t dOStride[3] = {0, 0, 0}; // [B, H, N, Dv], spec dtype
   const float *dLse = nullptr; // [B, H, N] contiguous; null: zero
   float *dq = nullptr; int64_t dqStride[3] = {0, 0, 0}; // [B, H, N, D]
   float *dk = nullptr; int64_t dkStride[3] = {0, 0, 0}; // [B, Hkv, M, D]

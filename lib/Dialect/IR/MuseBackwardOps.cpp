@@ -1,7 +1,8 @@
 //===- MuseBackwardOps.cpp - Verifier of muse.attention_backward ----------===//
 //
 // The backward layer op checks what its lowering relies on (acausal or
-// causal spec alike): inputs of the spec's dtype and dims, and f32 o, lse, dO and gradients. The three stage ops are only made by
+// causal spec alike): q, k, v, o and dO of the spec's dtype and dims, f32
+// lse and gradients. The three stage ops are only made by
 // muse-decompose-backward from a verified layer op.
 //
 //===----------------------------------------------------------------------===//
@@ -33,9 +34,9 @@ LogicalResult AttentionBackwardOp::verify() {
   if (failed(expectTensor(op, "q", getQ().getType(), 4, dt, D, "[B, H, N, head_dim] of dtype")) ||
       failed(expectTensor(op, "k", getK().getType(), 4, dt, D, "[B, Hkv, M, head_dim] of dtype")) ||
       failed(expectTensor(op, "v", getV().getType(), 4, dt, Dv, "[B, Hkv, M, value_dim] of dtype")) ||
-      failed(expectTensor(op, "o", getO().getType(), 4, f32, Dv, "the forward's output")) ||
+      failed(expectTensor(op, "o", getO().getType(), 4, dt, Dv, "the forward's output in dtype")) ||
       failed(expectTensor(op, "lse", getLse().getType(), 3, f32, 0, "the forward's lse")) ||
-      failed(expectTensor(op, "dout", getDout().getType(), 4, f32, Dv, "dL/do")) ||
+      failed(expectTensor(op, "dout", getDout().getType(), 4, dt, Dv, "dL/do in dtype")) ||
       failed(expectTensor(op, "dq", getDq().getType(), 4, f32, D, "dL/dq")) ||
       failed(expectTensor(op, "dk", getDk().getType(), 4, f32, D, "dL/dk")) ||
       failed(expectTensor(op, "dv", getDv().getType(), 4, f32, Dv, "dL/dv")))

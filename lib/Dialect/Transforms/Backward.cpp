@@ -88,7 +88,10 @@ struct MuseDeriveBackward
       Location loc = op.getLoc();
       Type qT = op.getQ().getType(), kT = op.getK().getType(), vT = op.getV().getType();
       Type oT = op.getO().getType(), lseT = op.getLse().getType();
-      SmallVector<Type> ins{qT, kT, vT, oT, lseT, oT};
+      // o and dO arrive in the inputs' dtype (BackwardArgs), o's shape.
+      Type oIn = RankedTensorType::get(cast<RankedTensorType>(oT).getShape(),
+                                       op.getSpec().getDtype());
+      SmallVector<Type> ins{qT, kT, vT, oIn, lseT, oIn};
       SmallVector<Type> outs{gradType(qT), gradType(kT), gradType(vT)};
       auto bwd = b.create<func::FuncOp>(loc, name, b.getFunctionType(ins, outs));
       Block *body = bwd.addEntryBlock();

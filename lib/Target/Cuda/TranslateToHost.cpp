@@ -348,7 +348,8 @@ std::string (::muse::printHostLauncher)(const LaunchPlan &plan, const std::strin
   for (const BufferSpec &b : plan.backwardBuffers)
     os << "  bytes += muse_align256(" << cBytes(b) << "); // " << b.name << "\n";
   os << "  return bytes;\n}\n\n"
-     << "// p: as for " << name << "_launch (same q, k, v, o, lse and shape), plus dout, dlse,\n"
+     << "// p: as for " << name << "_launch (same q, k, v, lse, o strides and shape) but\n"
+     << "// o_in (the forward's o in the inputs' dtype) for o, plus dout (that dtype), dlse,\n"
      << "// dq, dk, dv and their strides; workspace: the one the forward ran on, of\n"
      << "// " << name << "_backward_workspace_bytes(...) bytes.\n"
      << "CUresult " << name << "_backward(CUmodule module, CUstream stream, MuseParams p, "

@@ -14,7 +14,7 @@ func.func @small(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tenso
 
 // DERIVE-LABEL: func.func @small(
 // DERIVE: muse.attention
-// DERIVE-LABEL: func.func @small_backward(%{{.*}}: tensor<?x?x?x64xbf16>, %{{.*}}: tensor<?x?x?x64xbf16>, %{{.*}}: tensor<?x?x?x64xbf16>, %{{.*}}: tensor<?x?x?x64xf32>, %{{.*}}: tensor<?x?x?xf32>, %{{.*}}: tensor<?x?x?x64xf32>) -> (tensor<?x?x?x64xf32>, tensor<?x?x?x64xf32>, tensor<?x?x?x64xf32>)
+// DERIVE-LABEL: func.func @small_backward(%{{.*}}: tensor<?x?x?x64xbf16>, %{{.*}}: tensor<?x?x?x64xbf16>, %{{.*}}: tensor<?x?x?x64xbf16>, %{{.*}}: tensor<?x?x?x64xbf16>, %{{.*}}: tensor<?x?x?xf32>, %{{.*}}: tensor<?x?x?x64xbf16>) -> (tensor<?x?x?x64xf32>, tensor<?x?x?x64xf32>, tensor<?x?x?x64xf32>)
 // DERIVE-NEXT: %{{.*}}, %{{.*}}, %{{.*}} = muse.attention_backward #spec(%arg0, %arg1, %arg2, %arg3, %arg4, %arg5)
 // DERIVE-NEXT: return
 

@@ -118,7 +118,7 @@ std::string paramsDiff(const MuseParams &a, const MuseParams &b) {
   MUSE_FIELD(batch) MUSE_FIELD(seg_stride) MUSE_FIELD(seg_qbase) MUSE_FIELD(part_o)
   MUSE_FIELD(run_lse) MUSE_FIELD(served) MUSE_FIELD(out_key) MUSE_FIELD(out_query)
   MUSE_FIELD(out_served)
-  MUSE_FIELD(dout) MUSE_FIELD(dlse) MUSE_FIELD(dq) MUSE_FIELD(dk) MUSE_FIELD(dv)
+  MUSE_FIELD(o_in) MUSE_FIELD(dout) MUSE_FIELD(dlse) MUSE_FIELD(dq) MUSE_FIELD(dk) MUSE_FIELD(dv)
   MUSE_FIELD(do_sb) MUSE_FIELD(do_sh) MUSE_FIELD(do_sn) MUSE_FIELD(dq_sb) MUSE_FIELD(dq_sh)
   MUSE_FIELD(dq_sn) MUSE_FIELD(dk_sb) MUSE_FIELD(dk_sh) MUSE_FIELD(dk_sm) MUSE_FIELD(dv_sb)
   MUSE_FIELD(dv_sh) MUSE_FIELD(dv_sm)
@@ -366,7 +366,7 @@ TEST(HostLauncher, ForwardAndBackwardLaunchAsTheRuntime) {
       std::memcpy(b.kStride, a.kStride, sizeof(b.kStride));
       std::memcpy(b.vStride, a.vStride, sizeof(b.vStride));
       std::memcpy(b.oStride, a.oStride, sizeof(b.oStride));
-      b.dO = fake<float>(0x9000000000);
+      b.dO = fake<void>(0x9000000000);
       b.dLse = fake<float>(0x9800000000);
       b.dq = fake<float>(0xa000000000);
       b.dk = fake<float>(0xb000000000);
@@ -382,6 +382,7 @@ TEST(HostLauncher, ForwardAndBackwardLaunchAsTheRuntime) {
       ASSERT_TRUE(st.ok()) << st.message;
       expected = runtimeLaunches(spec, c.plan.backwardLaunches, bparams, s, stream);
 
+      p.o = nullptr, p.o_in = b.o; // the backward reads the forward's o in T, never writes o
       p.dout = b.dO, p.dlse = b.dLse, p.dq = b.dq, p.dk = b.dk, p.dv = b.dv;
       p.do_sb = b.dOStride[0], p.do_sh = b.dOStride[1], p.do_sn = b.dOStride[2];
       p.dq_sb = b.dqStride[0], p.dq_sh = b.dqStride[1], p.dq_sn = b.dqStride[2];

@@ -15,8 +15,9 @@ def Muse_AttentionBackwardOp : Muse_Op<"attention_backward", [Pure]> {
   let summary = "gradients of one acausal MuSe layer: dq, dk, dv = backward(q, k, v, o, lse, dO)";
   let description = [{
     ALGORITHM.md section 5 with the forward's partitions held fixed. q, k, v
-    as for muse.attention; o [B, H, N, Dv], lse [B, H, N] and dout [B, H, N, Dv]
-    in f32; dq [B, H, N, D], dk [B, Hkv, M, D], dv [B, Hkv, M, Dv] in f32.
+    as for muse.attention; o [B, H, N, Dv] and dout [B, H, N, Dv] in the
+    spec's dtype (like q, k, v), lse [B, H, N] in f32; dq [B, H, N, D],
+    dk [B, Hkv, M, D], dv [B, Hkv, M, Dv] in f32.
   }];
   let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$k, AnyRankedTensor:$v,
                        AnyRankedTensor:$o, AnyRankedTensor:$lse, AnyRankedTensor:$dout,
