@@ -139,12 +139,8 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
       bwdStageRows<T, DV, VLD, kBwdThreads>(vs, KT, kn, vp, [&](int r) { return vRow(p, kh, kperm[k0 + r]); });
       cpAsyncCommit();
       float dk[NK][4], dv[NV][4];
-#pragma unroll
-      for (int n = 0; n < NK; ++n)
-        dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = 0.f;
-#pragma unroll
-      for (int n = 0; n < NV; ++n)
-        dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.f;
+      zeroFragments(dk);
+      zeroFragments(dv);
       for (int i0 = 0; i0 < CQ; i0 += IT) {
         __syncthreads(); // the previous tile's C, GK, GV, WA are no longer read
         keysStageSplit<Cfg, D, KLD>(cHi, cLo, i0, [&](int i) { return cen + (long long)i * D; });

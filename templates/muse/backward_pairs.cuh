@@ -212,9 +212,7 @@ template <class Cfg> __device__ void pairsMma(const MuseParams &p) {
 
   for (int jg = 0; jg < CK; jg += JG) {
     float acc[NO][4];
-#pragma unroll
-    for (int n = 0; n < NO; ++n)
-      acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    zeroFragments(acc);
     float gl = 0.f;
     for (int m0 = 0; m0 < qcount; m0 += MT) {
       const int mEnd = cmin(MT, qcount - m0);

@@ -412,9 +412,7 @@ template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
     }
     rowsMemberStats<Cfg>(p, hi, bh, qperm + m0, mn, lseS, cS);
     float dr[NK][4];
-#pragma unroll
-    for (int n = 0; n < NK; ++n)
-      dr[n][0] = dr[n][1] = dr[n][2] = dr[n][3] = 0.f;
+    zeroFragments(dr);
     for (int j0 = 0; j0 < CK; j0 += JT) {
       const int jn = cmin(JT, CK - j0);
       __syncthreads(); // the previous tile's KB, VB are no longer read

@@ -180,9 +180,7 @@ template <class Cfg> __device__ void backward_window_dq_mma(const MuseParams &p)
     cpAsyncCommit();
   };
   float dq[NQ][4];
-#pragma unroll
-  for (int n = 0; n < NQ; ++n)
-    dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+  zeroFragments(dq);
   __syncthreads(); // lse2S, cS
   const float la = lse2S[16 * warp + g], lb = lse2S[16 * warp + g + 8];
   const float ca = cS[16 * warp + g], cb = cS[16 * warp + g + 8];
@@ -201,11 +199,8 @@ template <class Cfg> __device__ void backward_window_dq_mma(const MuseParams &p)
     const T *ks = kst[it & 1], *vs = vst[it & 1];
     if (live && k0 <= rowLast) {
       float s[SN][4], dp[SN][4];
-#pragma unroll
-      for (int j = 0; j < SN; ++j)
-#pragma unroll
-        for (int c = 0; c < 4; ++c)
-          s[j][c] = dp[j][c] = 0.f;
+      zeroFragments(s);
+      zeroFragments(dp);
       bwdRowProducts<D, KLD, KLD, SN / 2>(s, qs, 16 * warp, ks, lane);
       bwdRowProducts<DV, VLD, VLD, SN / 2>(dp, dos, 16 * warp, vs, lane);
       const bool diagonal = k0 + KT - 1 > rowFirst; // keys past a query (or past hiKey) are masked
@@ -259,12 +254,8 @@ template <class Cfg> __device__ void backward_window_dkdv_mma(const MuseParams &
   const int ka = keyFirst + g, kb = ka + 8;
   const float sl2 = p.scale * kLog2e;
   float dk[NK][4], dv[NV][4];
-#pragma unroll
-  for (int n = 0; n < NK; ++n)
-    dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = 0.f;
-#pragma unroll
-  for (int n = 0; n < NV; ++n)
-    dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.f;
+  zeroFragments(dk);
+  zeroFragments(dv);
   // Queries [l0, tEnd): the last key's window reaches the end of its block + w - 1.
   const int tEnd = cmin(p.N, ((l0 + kn - 1) / S + W) * S);
   for (int gh = 0; gh < group; ++gh) {
@@ -285,11 +276,8 @@ template <class Cfg> __device__ void backward_window_dkdv_mma(const MuseParams &
       windowCpAsyncWait<0>();
       __syncthreads();
       float s[SN][4], dp[SN][4];
-#pragma unroll
-      for (int j = 0; j < SN; ++j)
-#pragma unroll
-        for (int c = 0; c < 4; ++c)
-          s[j][c] = dp[j][c] = 0.f;
+      zeroFragments(s);
+      zeroFragments(dp);
       bwdRowProducts<D, KLD, KLD, SN / 2>(s, ks, 16 * warp, qs, lane);   // Sᵀ
       bwdRowProducts<DV, VLD, VLD, SN / 2>(dp, vs, 16 * warp, dos, lane); // dPᵀ
       const bool diagonal = q0 < keyLast; // some query of the tile precedes some key of the warp

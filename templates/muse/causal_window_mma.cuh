@@ -131,9 +131,7 @@ template <class Cfg> __device__ void causal_window_mma(const MuseParams &p) {
     }
   }
   float o[NT][4];
-#pragma unroll
-  for (int n = 0; n < NT; ++n)
-    o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  zeroFragments(o);
   // Running max (in logit units) and this lane's part of the row sums.
   float ma = -kInf(), mb = -kInf(), la = 0.f, lb = 0.f;
   const float sl2 = p.scale * 1.4426950408889634f; // logits to the log2 domain
@@ -153,9 +151,7 @@ template <class Cfg> __device__ void causal_window_mma(const MuseParams &p) {
     if (live && k0 <= rowLast) {
       // S = Q·Kᵀ over the 16-key groups that reach this warp's rows.
       float s[SN][4];
-#pragma unroll
-      for (int j = 0; j < SN; ++j)
-        s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+      zeroFragments(s);
 #pragma unroll
       for (int np = 0; np < SN / 2; ++np) {
         if (k0 + 16 * np > rowLast)

@@ -104,6 +104,13 @@ template <class T> __device__ __forceinline__ void split2(float a, float b, unsi
 /// Fragment ownership (g = lane / 4, t = lane % 4): a0 (g, 2t..2t+1), a1 (g+8, 2t..),
 /// a2 (g, 2t+8..), a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
 /// c0 c1 (g, 2t..2t+1), c2 c3 (g+8, 2t..2t+1).
+/// Zeroes N mma.sync accumulator fragments (a warp's 16 x 8N fp32 tile).
+template <int N> __device__ __forceinline__ void zeroFragments(float (&acc)[N][4]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n)
+    acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+}
+
 template <class T>
 __device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1);
 template <>
