@@ -30,6 +30,33 @@
 
 namespace muse {
 
+/// The exact near field of one query row (a warp): dx += sum over the keys l
+/// of query cluster i's near clusters of p_l (dO . v_l - delta + dl) k_l,
+/// p_l = e^{x . k_l - lse}.
+template <class Cfg>
+__device__ void rowNearField(const MuseParams &p, const HeadIndex &hi, int bh, int i, const Lanes<Cfg::D> &x,
+                             const Lanes<Cfg::DV> &dO, float lse, float delta, float dl, Lanes<Cfg::D> &dx,
+                             int lane) {
+  using T = typename Cfg::T;
+  const int *koff = p.k_offsets + (long long)hi.kh * (Cfg::CK + 1);
+  const int *kperm = p.k_perm + (long long)hi.kh * p.M;
+  const int *nl = p.near + ((long long)bh * Cfg::CQ + i) * Cfg::NEAR;
+  Lanes<Cfg::D> kl;
+  Lanes<Cfg::DV> vl;
+  for (int e = 0; e < Cfg::NEAR; ++e) {
+    const int j = nl[e];
+    if (j < 0)
+      break;
+    for (int t = koff[j]; t < koff[j + 1]; ++t) {
+      const int l = kperm[t];
+      kl.template loadT<T>(p.k, kRow(p, hi.kh, l), lane);
+      vl.template loadT<T>(p.v, vRow(p, hi.kh, l), lane);
+      const float pn = expf(x.dotWith(kl) - lse);
+      dx.axpy(pn * (dO.dotWith(vl) - delta + dl), kl);
+    }
+  }
+}
+
 template <class Cfg> __device__ void rowsWarp(const MuseParams &p) {
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
   using T = typename Cfg::T;
@@ -109,21 +136,8 @@ template <class Cfg> __device__ void rowsWarp(const MuseParams &p) {
     }
   }
 
-  if constexpr (Cfg::NEAR > 0) {
-    const int *nl = p.near + ((long long)bh * CQ + i) * Cfg::NEAR;
-    for (int e = 0; e < Cfg::NEAR; ++e) {
-      const int j = nl[e];
-      if (j < 0)
-        break;
-      for (int t = koff[j]; t < koff[j + 1]; ++t) {
-        const int l = kperm[t];
-        kl.template loadT<T>(p.k, kRow(p, hi.kh, l), lane);
-        vl.template loadT<T>(p.v, vRow(p, hi.kh, l), lane);
-        const float pn = expf(x.dotWith(kl) - lse);
-        dx.axpy(pn * (dO.dotWith(vl) - delta + dl), kl);
-      }
-    }
-  }
+  if constexpr (Cfg::NEAR > 0)
+    rowNearField<Cfg>(p, hi, bh, i, x, dO, lse, delta, dl, dx, lane);
 
 #pragma unroll
   for (int a = 0; a < Lanes<D>::K; ++a)
@@ -193,7 +207,7 @@ __device__ void rowsMemberStats(const MuseParams &p, const HeadIndex &hi, int bh
 template <class Cfg>
 __device__ void rowsFinish(const MuseParams &p, const HeadIndex &hi, int bh, int i, const int *members, int mn,
                            const float *lseS, const float *cS) {
-  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK;
+  constexpr int D = Cfg::D, DV = Cfg::DV;
   using T = typename Cfg::T;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const bool causal = p.seg_count > 0;
@@ -202,26 +216,11 @@ __device__ void rowsFinish(const MuseParams &p, const HeadIndex &hi, int bh, int
     Lanes<D> dx, drn;
     dx.zero();
     if constexpr (Cfg::NEAR > 0) {
-      const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
-      const int *kperm = p.k_perm + (long long)hi.kh * p.M;
-      const int *nl = p.near + ((long long)bh * CQ + i) * Cfg::NEAR;
-      Lanes<D> x, kl;
-      Lanes<DV> dO, vl;
+      Lanes<D> x;
+      Lanes<DV> dO;
       loadScaledQuery<Cfg>(p, hi, n, lane, x);
       dO.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
-      const float lse = lseS[r], c = cS[r];
-      for (int e = 0; e < Cfg::NEAR; ++e) {
-        const int j = nl[e];
-        if (j < 0)
-          break;
-        for (int t = koff[j]; t < koff[j + 1]; ++t) {
-          const int l = kperm[t];
-          kl.template loadT<T>(p.k, kRow(p, hi.kh, l), lane);
-          vl.template loadT<T>(p.v, vRow(p, hi.kh, l), lane);
-          const float pn = expf(x.dotWith(kl) - lse);
-          dx.axpy(pn * (dO.dotWith(vl) - c), kl);
-        }
-      }
+      rowNearField<Cfg>(p, hi, bh, i, x, dO, lseS[r], cS[r], 0.f, dx, lane); // cS = delta - dlse
     }
     drn.loadF(p.bwd_dr + ((long long)bh * p.N + n) * D, lane);
 #pragma unroll
