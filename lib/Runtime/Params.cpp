@@ -26,6 +26,7 @@ const WorkspaceField kFields[] = {
     MUSE_FIELD(q_assign),    MUSE_FIELD(k_assign),    MUSE_FIELD(q_offsets),
     MUSE_FIELD(k_offsets),   MUSE_FIELD(q_perm),      MUSE_FIELD(k_perm),
     MUSE_FIELD(summaries),   MUSE_FIELD(near),        MUSE_FIELD(row_lse),
+    MUSE_FIELD(dipole_kv),   MUSE_FIELD(dipole_means),
     MUSE_FIELD(part_o),      MUSE_FIELD(run_lse),     MUSE_FIELD(served),
     MUSE_FIELD(bwd_pg),      MUSE_FIELD(bwd_dr),      MUSE_FIELD(bwd_delta),
     MUSE_FIELD(bwd_dqbar),   MUSE_FIELD(bwd_pairs),

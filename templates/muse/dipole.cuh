@@ -194,6 +194,74 @@ template <class Cfg> __device__ void dipoleExact(const MuseParams &p) {
   }
 }
 
+/// Row width (elements of T) of the dipole's key/value copy: keys, then values.
+template <class Cfg> __host__ __device__ constexpr int dipoleRowWidth() { return Cfg::D + Cfg::DV; }
+
+/// The dipole's cluster-ordered copy of K and V (16-bit inputs), once per
+/// key head before dipoleMma: for every key cluster j, its mean key mu_j and
+/// mean value nu_j (fp32, dipole_means [kh, CK, D + DV]) and its members'
+/// rows k_l - mu_j, v_l - nu_j rounded to T, contiguous in k_perm order
+/// (dipole_kv [kh, M, D + DV]). Every query cluster then streams cluster j
+/// as one contiguous run instead of gathering and centring it again, and the
+/// centring keeps the covariance's rounding relative to the cluster's spread
+/// rather than to its mean. Grid (CK, kv heads), block THREADS.
+template <class Cfg> __device__ void dipole_prep(const MuseParams &p) {
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, CK = Cfg::CK, THREADS = Cfg::THREADS, F2 = dipoleRowWidth<Cfg>();
+  constexpr int RB = 128; // member rows whose offsets are staged at a time
+  __shared__ long long rowS[RB][2];
+  const int tid = threadIdx.x, j = blockIdx.x, kh = blockIdx.y;
+  const int *koff = p.k_offsets + (long long)kh * (CK + 1);
+  const int kstart = koff[j], cnt = koff[j + 1] - kstart;
+  const int *kperm = p.k_perm + (long long)kh * p.M + kstart;
+  const T *kg = static_cast<const T *>(p.k), *vg = static_cast<const T *>(p.v);
+  T *out = reinterpret_cast<T *>(p.dipole_kv) + ((long long)kh * p.M + kstart) * F2;
+  float *mean = p.dipole_means + ((long long)kh * CK + j) * F2;
+  // Column c of a member row: key column c (c < D) or value column c - D.
+  auto at = [&](int r, int c) {
+    return c < D ? loadf<T>(kg, rowS[r][0] + c) : loadf<T>(vg, rowS[r][1] + (c - D));
+  };
+  constexpr int CPT = cdiv(F2, THREADS); // columns a thread owns
+  float sum[CPT];
+#pragma unroll
+  for (int u = 0; u < CPT; ++u)
+    sum[u] = 0.f;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int r0 = 0; r0 < cnt; r0 += RB) {
+      const int rn = cmin(RB, cnt - r0);
+      __syncthreads(); // the previous rows are no longer read
+      for (int r = tid; r < rn; r += THREADS) {
+        const int m = kperm[r0 + r];
+        rowS[r][0] = kRow(p, kh, m);
+        rowS[r][1] = vRow(p, kh, m);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int u = 0; u < CPT; ++u) {
+        const int c = tid + u * THREADS;
+        if (c >= F2)
+          continue;
+        if (pass == 0) {
+          for (int r = 0; r < rn; ++r)
+            sum[u] += at(r, c);
+        } else {
+          for (int r = 0; r < rn; ++r)
+            out[(long long)(r0 + r) * F2 + c] = fromFloat<T>(at(r, c) - sum[u]);
+        }
+      }
+    }
+    if (pass == 0) {
+#pragma unroll
+      for (int u = 0; u < CPT; ++u) {
+        const int c = tid + u * THREADS;
+        sum[u] = cnt > 0 ? sum[u] / cnt : 0.f; // the mean from here on
+        if (c < F2)
+          mean[c] = sum[u];
+      }
+    }
+  }
+}
+
 /// Tiles of the tensor-core path (16-bit inputs). The block's W warps hold
 /// QC = 16 MQ W queries of cluster i in registers (warp w: MQ m16 tiles of
 /// rows, their residuals as A fragments and their output columns as fp32
@@ -223,7 +291,7 @@ template <class Cfg> struct DipoleMmaTiles {
   static constexpr int QC = 16 * MQ * W;
   __host__ __device__ static constexpr int bytes(int lk) {
     return 2 * DVT * (D + 8) + 2 * 2 * lk * ((D + 8) + (DVT + 8)) +
-           4 * (JG * (D + 8) + JG * DVT + D + CK + 2 * QC + CK + 1) + CK;
+           4 * (JG * (D + 8) + JG * DVT + D + 2 * CK + 2 * QC + CK + 1 + lk) + CK;
   }
   // Keys per chunk: 64, less in steps of 16 until 48 KB fit.
   __host__ __device__ static constexpr int fitLK(int lk) {
@@ -234,42 +302,48 @@ template <class Cfg> struct DipoleMmaTiles {
                                    D <= 128 && DV % DVT == 0 && waOk(WA) && bytes(LK) <= kSharedBudget;
 };
 
-/// 16-bit path, Grid (CQ, B*H), block THREADS. For each chunk of QC queries
-/// of cluster i and each pass of DVT value rows:
+/// 16-bit path, Grid (CQ, B*H), block THREADS, after dipole_prep. For each
+/// chunk of QC queries of cluster i and each pass of DVT value rows:
 ///  - the residuals r_n (rounded to T, as far_field's hi part) become A
 ///    fragments held in registers for the whole sweep;
 ///  - per tile of JG key clusters, the logits s_nj = lnmass_ij + r_n . kbar_ij
 ///    of all the chunk's queries come from one MMA (kbar split into T hi + lo,
 ///    fp32 accumulators) and p_nj = e^{s_nj - lse_n} stays in registers;
-///  - the keys and values of each far cluster j stream through a cp.async
-///    double buffer (the next chunk's gather is in flight while this one is
-///    centred, weighted and multiplied); Sigma_ij = Vc^T Kc on the tensor cores
-///    with fp32 accumulators, then stored once in shared memory as T;
+///  - the centred rows of each far cluster j (dipole_prep) stream through a
+///    cp.async double buffer, one contiguous run a chunk (the next chunk is
+///    in flight while this one is weighted and multiplied);
+///  - w_l / Z = e^{qbar_i . k_l - lnmass_ij} of a chunk's keys from one MMA a
+///    16-key group (qbar split into T hi + lo as the two columns of B), the
+///    centred values scaled by it in place (packed 16-bit multiplies);
+///  - Sigma_ij = E_w[(v - nu_j)(k - mu_j)^T] - (vbar_ij - nu_j)(kbar_ij - mu_j)^T:
+///    the first term on the tensor cores with fp32 accumulators, the rank-one
+///    correction in fp32, then stored once in shared memory as T;
 ///  - every warp applies it to its own queries: Z = R Sigma^T (MMA), then
 ///    Y += p_nj Z in fp32; Y is added to o once per chunk and pass.
-/// Barriers: two per key chunk, one per cluster, two per logit tile.
+/// Barriers: three per key chunk, one per cluster, two per logit tile.
 template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
   using Tl = DipoleMmaTiles<Cfg>;
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
   constexpr int E = Cfg::NEAR, F = 1 + D + DV, JG = Tl::JG, DVT = Tl::DVT;
   constexpr int W = Tl::W, WA = Tl::WA, WD = W / WA, MA = DVT / WA, ND = D / WD;
-  constexpr int MQ = Tl::MQ, QC = Tl::QC, LK = Tl::LK;
+  constexpr int MQ = Tl::MQ, QC = Tl::QC, LK = Tl::LK, F2 = dipoleRowWidth<Cfg>();
   constexpr int KD = D / 16, NT = DVT / 8, DS = D / 8, VST = DVT / 8, SPR = DS + VST;
-  constexpr int NI = cdiv(LK * SPR, THREADS); // 16-byte copies per thread per chunk
-  constexpr int LDK = D + 8, LDV = DVT + 8;   // padded rows: conflict-free fragments
-  static_assert(LK % 16 == 0 && (LK * DS) % 32 == 0, "key chunks are whole k16 steps and warps");
+  constexpr int LDK = D + 8, LDV = DVT + 8; // padded rows: conflict-free fragments
+  static_assert(LK % 16 == 0, "key chunks are whole k16 steps");
 
   __shared__ __align__(16) T sig[DVT][LDK];     // Sigma_ij, value rows a0.. of the pass
-  __shared__ __align__(16) T kst[2][LK][LDK];   // keys, then k_l - kbar_ij
-  __shared__ __align__(16) T vst[2][LK][LDV];   // values, then (w_l / Z)(v_l - vbar_ij)
+  __shared__ __align__(16) T kst[2][LK][LDK];   // k_l - mu_j
+  __shared__ __align__(16) T vst[2][LK][LDV];   // v_l - nu_j, then (w_l / Z)(v_l - nu_j)
   __shared__ __align__(16) float kbg[JG][D + 8]; // kbar of the logit tile's clusters
   __shared__ float vbg[JG][DVT];                // vbar (the pass's rows)
   __shared__ float cen[D];
   __shared__ float lnmS[CK];
+  __shared__ float cmuS[CK]; // qbar_i . mu_j
   __shared__ float lseS[QC];
   __shared__ int qidxS[QC];
   __shared__ int koffS[CK + 1];
+  __shared__ float wS[LK]; // w_l / Z_ij of the chunk's keys
   __shared__ unsigned char farS[CK]; // non-empty and not near
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
@@ -282,12 +356,8 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
   const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
   const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
   const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
-  const int *kperm = p.k_perm + (long long)hi.kh * p.M;
-  const T *kg = static_cast<const T *>(p.k);
-  const T *vg = static_cast<const T *>(p.v);
-  // Without a segment view a key row is base + m * stride: no division per gathered row.
-  const bool flat = p.seg_count == 0;
-  const long long kbase = kRow(p, hi.kh, 0), vbase = vRow(p, hi.kh, 0);
+  const T *kvg = reinterpret_cast<const T *>(p.dipole_kv) + (long long)hi.kh * p.M * F2;
+  const float *means = p.dipole_means + (long long)hi.kh * CK * F2;
 
   for (int d = tid; d < D; d += THREADS)
     cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
@@ -299,6 +369,12 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
     farS[j] = lnm != -kInf() && koff[j + 1] > koff[j];
   }
   __syncthreads();
+  for (int j = tid; j < CK; j += THREADS) {
+    float s = 0.f;
+    for (int d = 0; d < D; ++d)
+      s = fmaf(cen[d], means[(long long)j * F2 + d], s);
+    cmuS[j] = s;
+  }
   if constexpr (E > 0) {
     const int *nl = p.near + ((long long)bh * CQ + i) * E;
     for (int e = tid; e < E; e += THREADS) {
@@ -306,8 +382,8 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
       if (j >= 0)
         farS[j] = 0;
     }
-    __syncthreads();
   }
+  __syncthreads();
   // The key stream: (cluster j, first key l0) of each chunk; j = CK ends it.
   auto nextFar = [&](int j) {
     while (j < CK && !farS[j])
@@ -322,14 +398,6 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
     if (l0 >= koffS[j + 1] - koffS[j]) {
       l0 = 0;
       j = nextFar(j + 1);
-    }
-  };
-  auto loadIdx = [&](int j, int l0, int (&idx)[NI]) {
-    const int kstart = koffS[j], tk = cmin(LK, koffS[j + 1] - kstart - l0);
-#pragma unroll
-    for (int s = 0; s < NI; ++s) {
-      const int e = tid + s * THREADS, l = e / SPR;
-      idx[s] = e < LK * SPR && l < tk ? kperm[kstart + l0 + l] : 0;
     }
   };
   const int wa = warp / WD, wd = warp % WD;
@@ -369,30 +437,18 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
     const bool warpLive = warp * MQ * 16 < tq;
 
     for (int a0 = 0; a0 < DV; a0 += DVT) {
-      // Gathers chunk (j, l0) into buffer buf: cp.async where 16-byte aligned,
-      // zero rows past the cluster's end.
-      auto issue = [&](int j, int l0, int buf, const int (&idx)[NI]) {
+      // Chunk (j, l0) into buffer buf: one contiguous run of centred rows
+      // (16-byte aligned: F2 is a multiple of 16), zero rows past the cluster.
+      auto issue = [&](int j, int l0, int buf) {
         const int tk = cmin(LK, koffS[j + 1] - koffS[j] - l0);
-#pragma unroll
-        for (int s = 0; s < NI; ++s) {
-          const int e = tid + s * THREADS, l = e / SPR, sg = e - l * SPR;
-          if (e >= LK * SPR)
-            continue;
+        const T *src = kvg + (long long)(koffS[j] + l0) * F2;
+        for (int e = tid; e < LK * SPR; e += THREADS) {
+          const int l = e / SPR, sg = e - l * SPR;
           T *dst = sg < DS ? &kst[buf][l][8 * sg] : &vst[buf][l][8 * (sg - DS)];
-          if (l >= tk) {
+          if (l >= tk)
             *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
-            continue;
-          }
-          const T *src = sg < DS ? kg + (flat ? kbase + idx[s] * p.k_sm : kRow(p, hi.kh, idx[s])) + 8 * sg
-                                 : vg + (flat ? vbase + idx[s] * p.v_sm : vRow(p, hi.kh, idx[s])) + a0 +
-                                       8 * (sg - DS);
-          if ((reinterpret_cast<unsigned long long>(src) & 15ull) == 0) {
-            cpAsync16(dst, src);
-          } else {
-#pragma unroll
-            for (int c = 0; c < 8; ++c)
-              dst[c] = src[c];
-          }
+          else
+            cpAsync16(dst, src + l * F2 + (sg < DS ? 8 * sg : D + a0 + 8 * (sg - DS)));
         }
         cpAsyncCommit();
       };
@@ -401,14 +457,10 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
       float acc[MA / 16][ND / 8][4] = {};
       float pr[MQ][4] = {}; // p_nj: rows g, g+8; clusters jt + 2 t4, +1
       int jt = -1;          // first cluster of the logit tile in kbg
-      int idx[NI];
       int cj = jFirst, cl = 0; // chunk being processed
-      loadIdx(cj, cl, idx);
-      issue(cj, cl, 0, idx);
+      issue(cj, cl, 0);
       int nj = cj, nl = cl; // the chunk after it
       advance(nj, nl);
-      if (nj < CK)
-        loadIdx(nj, nl, idx);
 
       for (int c = 0; cj < CK; ++c) {
         const int buf = c & 1;
@@ -450,63 +502,55 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
         }
         int mj = nj, ml = nl; // the chunk after next
         if (nj < CK) {
-          issue(nj, nl, buf ^ 1, idx); // overlaps everything below
+          issue(nj, nl, buf ^ 1); // overlaps everything below
           advance(mj, ml);
-          if (mj < CK)
-            loadIdx(mj, ml, idx); // consumed by the next iteration's issue
         }
 
-        // Centre and weight chunk c in place: DS threads per key (contiguous
-        // lanes), w_l / Z = e^{qbar . k_l - lnmass} from a shuffle-reduced dot.
         const int kcount = koffS[cj + 1] - koffS[cj], tk = cmin(LK, kcount - cl), jj = cj - jt;
-        const float lnm = lnmS[cj];
-        // A thread always takes the same 8-column segment (THREADS is a multiple of DS).
-        const int sg = tid % DS;
-        float cen8[8], kb8[8];
+        // w_l / Z = e^{qbar . (k_l - mu_j) + qbar . mu_j - lnmass_ij}: warp w
+        // takes the 16-key groups w, w + W, ...; lanes t4 = 0 hold two keys.
+        {
+          const float off = cmuS[cj] - lnmS[cj];
+          for (int gk = warp; 16 * gk < tk; gk += W) {
+            float s4[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int cc = 0; cc < 8; ++cc) {
-          cen8[cc] = cen[8 * sg + cc];
-          kb8[cc] = kbg[jj][8 * sg + cc];
-        }
-        for (int e = tid; e < LK * DS; e += THREADS) {
-          const int l = e / DS;
-          uint4 *kp = reinterpret_cast<uint4 *>(&kst[buf][l][8 * sg]);
-          const uint4 kr = *kp;
-          float kv[8];
-          const float2 k01 = unpack2<T>(kr.x), k23 = unpack2<T>(kr.y), k45 = unpack2<T>(kr.z),
-                       k67 = unpack2<T>(kr.w);
-          kv[0] = k01.x, kv[1] = k01.y, kv[2] = k23.x, kv[3] = k23.y;
-          kv[4] = k45.x, kv[5] = k45.y, kv[6] = k67.x, kv[7] = k67.y;
-          float part = 0.f;
+            for (int kd = 0; kd < KD; ++kd) {
+              // qbar_i as B: column 0 its T part, column 1 the rest (b0, b1:
+              // rows 2 t4 (+1) and 2 t4 + 8 (+1) of column g), zeros elsewhere.
+              unsigned qb[2];
 #pragma unroll
-          for (int cc = 0; cc < 8; ++cc)
-            part = fmaf(cen8[cc], kv[cc], part);
-#pragma unroll
-          for (int off = DS / 2; off > 0; off >>= 1)
-            part += __shfl_xor_sync(0xffffffffu, part, off);
-          const bool live = l < tk;
-          const float w = live ? expf(part - lnm) : 0.f;
-          float c8[8];
-#pragma unroll
-          for (int cc = 0; cc < 8; ++cc)
-            c8[cc] = live ? kv[cc] - kb8[cc] : 0.f;
-          *kp = make_uint4(pack2<T>(c8[0], c8[1]), pack2<T>(c8[2], c8[3]), pack2<T>(c8[4], c8[5]),
-                           pack2<T>(c8[6], c8[7]));
-#pragma unroll
-          for (int vs = sg; vs < VST; vs += DS) {
-            uint4 *vp = reinterpret_cast<uint4 *>(&vst[buf][l][8 * vs]);
-            const uint4 vr = *vp;
-            const unsigned in[4] = {vr.x, vr.y, vr.z, vr.w};
-            unsigned out[4];
-#pragma unroll
-            for (int h = 0; h < 4; ++h) {
-              const float2 v2 = unpack2<T>(in[h]);
-              out[h] = pack2<T>(w * (v2.x - vbg[jj][8 * vs + 2 * h]), w * (v2.y - vbg[jj][8 * vs + 2 * h + 1]));
+              for (int h = 0; h < 2; ++h) {
+                const int d = 16 * kd + 2 * t4 + 8 * h;
+                unsigned hi2, lo2;
+                split2<T>(cen[d], cen[d + 1], hi2, lo2);
+                qb[h] = g == 0 ? hi2 : g == 1 ? lo2 : 0u;
+              }
+              unsigned af[4];
+              loadA<LDK, T>(af, &kst[buf][0][0], 16 * gk, 16 * kd, lane);
+              mma16816<T>(s4, af, qb[0], qb[1]);
             }
-            *vp = make_uint4(out[0], out[1], out[2], out[3]);
+            if (t4 == 0) {
+              const int la = 16 * gk + g, lb = la + 8;
+              wS[la] = la < tk ? expf(s4[0] + s4[1] + off) : 0.f;
+              wS[lb] = lb < tk ? expf(s4[2] + s4[3] + off) : 0.f;
+            }
           }
         }
-        __syncthreads(); // chunk c is centred
+        __syncthreads(); // wS
+        // Weight the centred values in place (rows from tk on are zeros).
+        for (int e = tid; e < tk * VST; e += THREADS) {
+          const int l = e / VST, s = e - l * VST;
+          uint4 *vp = reinterpret_cast<uint4 *>(&vst[buf][l][8 * s]);
+          uint4 x = *vp;
+          const float w = wS[l];
+          const unsigned w2 = pack2<T>(w, w);
+          x.x = mul2<T>(x.x, w2);
+          x.y = mul2<T>(x.y, w2);
+          x.z = mul2<T>(x.z, w2);
+          x.w = mul2<T>(x.w, w2);
+          *vp = x;
+        }
+        __syncthreads(); // chunk c is weighted
 
         // Sigma(a, d) += sum_l vst[l][a] kst[l][d] over this warp's MA x ND block.
 #pragma unroll
@@ -530,18 +574,26 @@ template <class Cfg> __device__ void dipoleMma(const MuseParams &p) {
         }
 
         if (cl + LK >= kcount) {
-          // Sigma_ij is complete: store it as T, then every warp applies it.
+          // Sigma_ij is complete: the rank-one correction, stored as T, then
+          // every warp applies it.
+          const float *mu = means + (long long)cj * F2;
 #pragma unroll
-          for (int ma = 0; ma < MA / 16; ++ma)
+          for (int ma = 0; ma < MA / 16; ++ma) {
+            const int a = wa * MA + 16 * ma + g;
+            const float da0 = vbg[jj][a] - mu[D + a0 + a], da1 = vbg[jj][a + 8] - mu[D + a0 + a + 8];
 #pragma unroll
             for (int nt = 0; nt < ND / 8; ++nt) {
-              const int a = wa * MA + 16 * ma + g, d = wd * ND + 8 * nt + 2 * t4;
-              *reinterpret_cast<unsigned *>(&sig[a][d]) = pack2<T>(acc[ma][nt][0], acc[ma][nt][1]);
-              *reinterpret_cast<unsigned *>(&sig[a + 8][d]) = pack2<T>(acc[ma][nt][2], acc[ma][nt][3]);
+              const int d = wd * ND + 8 * nt + 2 * t4;
+              const float dk0 = kbg[jj][d] - mu[d], dk1 = kbg[jj][d + 1] - mu[d + 1];
+              *reinterpret_cast<unsigned *>(&sig[a][d]) =
+                  pack2<T>(fmaf(-da0, dk0, acc[ma][nt][0]), fmaf(-da0, dk1, acc[ma][nt][1]));
+              *reinterpret_cast<unsigned *>(&sig[a + 8][d]) =
+                  pack2<T>(fmaf(-da1, dk0, acc[ma][nt][2]), fmaf(-da1, dk1, acc[ma][nt][3]));
 #pragma unroll
               for (int q = 0; q < 4; ++q)
                 acc[ma][nt][q] = 0.f;
             }
+          }
           // p_nj of this lane's rows: held by lane (g, jj / 2) of the quad.
           const int src = (lane & ~3) | (jj >> 1);
           const bool odd = jj & 1;

@@ -35,6 +35,10 @@
 //   near         i32 [qh, CQ, max(E,1)]  the E key clusters of largest mass per
 //                                   query cluster (ascending cluster index, -1 pads)
 //   row_lse      f32 [qh, N]        lse of every query (kept even when lse is null)
+//   dipole_kv    T [kh, M, D + DV]  (i32 pairs) order >= 1, 16-bit inputs: the rows of
+//                                   each key cluster in k_perm order, centred on
+//                                   the cluster's mean key and value (dipole_prep)
+//   dipole_means f32 [kh, CK, D + DV]  those means, mu_j then nu_j
 //   part_o, run_lse, served          causal only (see the fields below)
 //   bwd_pg, bwd_dr, bwd_delta, bwd_dqbar, bwd_pairs  backward only (see the fields below)
 //===----------------------------------------------------------------------===//
@@ -71,6 +75,8 @@ struct MuseParams {
   float *summaries;
   int *near;
   float *row_lse;
+  int *dipole_kv;      // T pairs, see above
+  float *dipole_means;
 
   // Causal far field (ALGORITHM.md §4; templates/README.md "Causal forward").
   // A per-level launch sees one level ℓ; a segment view sees every segment of

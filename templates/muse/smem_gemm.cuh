@@ -84,6 +84,22 @@ template <> __device__ __forceinline__ float2 unpack2<__half>(unsigned u) {
   return __half22float2(*reinterpret_cast<__half2 *>(&u));
 }
 
+/// One float rounded to T.
+template <class T> __device__ __forceinline__ T fromFloat(float x);
+template <> __device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half fromFloat<__half>(float x) { return __float2half_rn(x); }
+
+/// Elementwise product of two registers of T pairs, rounded to T.
+template <class T> __device__ __forceinline__ unsigned mul2(unsigned a, unsigned b);
+template <> __device__ __forceinline__ unsigned mul2<__nv_bfloat16>(unsigned a, unsigned b) {
+  __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162 *>(&a), *reinterpret_cast<__nv_bfloat162 *>(&b));
+  return *reinterpret_cast<unsigned *>(&r);
+}
+template <> __device__ __forceinline__ unsigned mul2<__half>(unsigned a, unsigned b) {
+  __half2 r = __hmul2(*reinterpret_cast<__half2 *>(&a), *reinterpret_cast<__half2 *>(&b));
+  return *reinterpret_cast<unsigned *>(&r);
+}
+
 /// A pair of consecutive 16-bit elements as one 32-bit register.
 template <class T> __device__ __forceinline__ unsigned ldPair(const T *ptr) {
   if ((reinterpret_cast<unsigned long long>(ptr) & 3ull) == 0)

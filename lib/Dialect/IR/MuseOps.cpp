@@ -299,7 +299,8 @@ const llvm::StringMap<BufferKind> &bufferKinds() {
       {"q_offsets", {false, Side::Query}},  {"k_offsets", {false, Side::Key}},
       {"q_perm", {false, Side::Query}},     {"k_perm", {false, Side::Key}},
       {"summaries", {true, Side::Query}},   {"near", {false, Side::Query}},
-      {"row_lse", {true, Side::Query}},     {"part_o", {true, Side::Query}},
+      {"row_lse", {true, Side::Query}},     {"dipole_kv", {false, Side::Key}},
+      {"dipole_means", {true, Side::Key}},  {"part_o", {true, Side::Query}},
       {"run_lse", {true, Side::Query}},     {"served", {false, Side::Query}},
       // The backward plan's scratch (MuseBackwardOps.td).
       {"bwd_pg", {true, Side::Query}},      {"bwd_dr", {true, Side::Query}},
@@ -315,7 +316,8 @@ LogicalResult BufferOp::verify() {
     return emitOpError() << "'" << getSymName()
                          << "' is not a MuseParams workspace buffer; allowed: q_centroids, "
                             "k_centroids, q_sums, k_sums, q_counts, k_counts, q_assign, k_assign, "
-                            "q_offsets, k_offsets, q_perm, k_perm, summaries, near, row_lse, part_o, "
+                            "q_offsets, k_offsets, q_perm, k_perm, summaries, near, row_lse, dipole_kv, "
+                            "dipole_means, part_o, "
                             "run_lse, served, bwd_pg, bwd_dr, bwd_delta, bwd_dqbar, bwd_pairs";
   Type want = it->second.isFloat ? f32(*this) : i32(*this);
   if (getElemType() != want)

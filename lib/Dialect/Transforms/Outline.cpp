@@ -134,6 +134,14 @@ public:
       use({"q_centroids", "q_offsets", "q_perm", "k_offsets", "k_perm", "summaries", "row_lse"});
       if (spec.getNearClusters() > 0)
         use({"near"});
+      if (!spec.getDtype().isF32()) {
+        // The tensor-core dipole streams every key cluster as one contiguous
+        // run of centred rows (templates/muse/dipole.cuh, dipole_prep).
+        use({"dipole_kv", "dipole_means"});
+        launch("muse_dipole_prep", "dipole_prep<MuseCfg>", T,
+               "order-1 key clusters: centred rows in cluster order",
+               {constant(CK), heads(false), constant(1)});
+      }
       launch("muse_dipole", "dipole<MuseCfg>", T, "order-1 correction (dipole)",
              {constant(CQ), heads(true), constant(1)});
       return success();
@@ -187,8 +195,13 @@ private:
             {"k_perm", false, Side::Key, 0, 1, 0},
             {"summaries", true, Side::Query, 0, 0, CQ * CK * spec.getSummaryWidth()},
             {"near", false, Side::Query, 0, 0, CQ * E},
-            {"row_lse", true, Side::Query, 1, 0, 0}};
+            {"row_lse", true, Side::Query, 1, 0, 0},
+            {"dipole_kv", false, Side::Key, 0, dipoleRow() / 2, 0},
+            {"dipole_means", true, Side::Key, 0, 0, CK * dipoleRow()}};
   }
+
+  /// Row width of dipole_kv and dipole_means: keys, then values.
+  int64_t dipoleRow() const { return spec.getHeadDim() + spec.getValueDim(); }
 
   /// Causal plans reuse the acausal buffers for one level's segment view at a
   /// time. Level 0 has the most segments, at most ceil(N / 2S); a buffer of X
@@ -218,6 +231,8 @@ private:
             cl("summaries", true, Side::Query, sum),
             cl("near", false, Side::Query, CQ * E),
             {"row_lse", true, Side::Query, 1, 0, S},
+            {"dipole_kv", false, Side::Key, dipoleRow() / 2, 0, S * dipoleRow() / 2},
+            cl("dipole_means", true, Side::Key, CK * dipoleRow()),
             {"part_o", true, Side::Query, spec.getValueDim(), 0, 0},
             {"run_lse", true, Side::Query, 1, 0, 0},
             {"served", false, Side::Query, 1, 0, S}};

@@ -28,7 +28,7 @@ func.func @small(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tenso
 
 // PLAN-NOT: func.func
 // PLAN: muse.plan @small #spec #sched {
-// PLAN: muse.launch @muse_dipole
+// PLAN: muse.launch @muse_dipole grid
 // PLAN-NEXT: }
 // PLAN-NEXT: muse.plan @small_backward #spec #sched1 attributes {muse.pass = "backward"} {
 // PLAN-NEXT: muse.buffer @bwd_pg : f32 heads query per_n 16 per_m 0 fixed 0

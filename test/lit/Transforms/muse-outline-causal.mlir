@@ -17,6 +17,8 @@ func.func @causal_plan(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v:
 // CHECK: muse.buffer @k_centroids : f32 heads key per_n 4 per_m 0 fixed 512
 // CHECK: muse.buffer @q_assign : i32 heads query per_n 1 per_m 0 fixed 64
 // CHECK: muse.buffer @summaries : f32 heads query per_n 129 per_m 0 fixed 16512
+// CHECK: muse.buffer @dipole_kv : i32 heads key per_n 64 per_m 0 fixed 4096
+// CHECK: muse.buffer @dipole_means : f32 heads key per_n 8 per_m 0 fixed 1024
 // CHECK: muse.buffer @part_o : f32 heads query per_n 64 per_m 0 fixed 0
 // CHECK: muse.buffer @run_lse : f32 heads query per_n 1 per_m 0 fixed 0
 // CHECK: muse.buffer @served : i32 heads query per_n 1 per_m 0 fixed 64
@@ -38,6 +40,7 @@ func.func @causal_plan(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v:
 // CHECK-NEXT: muse.launch @muse_served_sort grid ("1", "B*H", "1") {view = "served"}
 // CHECK-NEXT: muse.launch @muse_summarize grid ("ceil(M/128)", "B*H", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_far_field grid ("16", "B*H", "1") {view = "served"}
+// CHECK-NEXT: muse.launch @muse_dipole_prep grid ("8", "B*Hkv", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_dipole grid ("16", "B*H", "1") {view = "served"}
 // CHECK-NEXT: muse.launch @muse_causal_merge grid ("ceil(N/128)", "B*H", "1") {view = "level"}
 // CHECK-NEXT: muse.launch @muse_causal_export grid ("ceil(N/256)", "B*H", "1") {view = "level"}
