@@ -197,6 +197,46 @@ template <class Cfg> __device__ void dipoleExact(const MuseParams &p) {
 /// Row width (elements of T) of the dipole's key/value copy: keys, then values.
 template <class Cfg> __host__ __device__ constexpr int dipoleRowWidth() { return Cfg::D + Cfg::DV; }
 
+/// Tiles of the tensor-core path (16-bit inputs). The block's W warps hold
+/// QC = 16 MQ W queries of cluster i in registers (warp w: MQ m16 tiles of
+/// rows, their residuals as A fragments and their output columns as fp32
+/// accumulators) for the whole sweep over the key clusters, so each Sigma_ij
+/// is formed once per query chunk and applied to all of its queries. Sigma is
+/// formed DVT value rows at a time (a pass), the warps splitting the DVT x D
+/// tile WA x WD; keys stream through a double buffer of LK rows.
+template <class Cfg> struct DipoleMmaTiles {
+  static constexpr int D = Cfg::D, DV = Cfg::DV, CK = Cfg::CK, W = Cfg::THREADS / 32;
+  static constexpr int JG = 8; // key clusters per logit tile (one n8 MMA tile)
+  // Value rows of Sigma per pass: at most 32 fp32 accumulators of Sigma per lane.
+  static constexpr int DVT = cmin(DV, cmax(16, floorPow2(cmax(1, 1024 * W / D))));
+  // Warp grid of the Sigma tile: WA value-row groups x W/WA key-column groups,
+  // each at least 16 wide, the pair that loads the fewest fragments per k step.
+  __host__ __device__ static constexpr bool waOk(int wa) {
+    return wa <= W && W % wa == 0 && DVT / wa >= 16 && DVT % (16 * wa) == 0 && D / (W / wa) >= 16 &&
+           D % (16 * (W / wa)) == 0;
+  }
+  __host__ __device__ static constexpr int waCost(int wa) { return DVT / wa + D * wa / W; }
+  __host__ __device__ static constexpr int bestWA(int wa, int best) {
+    return wa > W ? best : bestWA(2 * wa, waOk(wa) && (!waOk(best) || waCost(wa) < waCost(best)) ? wa : best);
+  }
+  static constexpr int WA = bestWA(1, 1);
+  // m16 query tiles per warp: about 96 registers of output and residual
+  // fragments, at most two (more spill next to Sigma's accumulators).
+  static constexpr int MQ = cmin(2, cmax(1, 96 / (DVT / 2 + D / 4)));
+  static constexpr int QC = 16 * MQ * W;
+  __host__ __device__ static constexpr int bytes(int lk) {
+    return 2 * DVT * (D + 8) + 2 * 2 * lk * ((D + 8) + (DVT + 8)) +
+           4 * (JG * (D + 8) + JG * DVT + D + 2 * CK + 2 * QC + CK + 1 + lk) + CK;
+  }
+  // Keys per chunk: 64, less in steps of 16 until 48 KB fit.
+  __host__ __device__ static constexpr int fitLK(int lk) {
+    return bytes(lk) <= kSharedBudget || lk <= 16 ? lk : fitLK(lk - 16);
+  }
+  static constexpr int LK = fitLK(64);
+  static constexpr bool kEnabled = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 && DV % 16 == 0 &&
+                                   D <= 128 && DV % DVT == 0 && waOk(WA) && bytes(LK) <= kSharedBudget;
+};
+
 /// The dipole's cluster-ordered copy of K and V (16-bit inputs), once per
 /// key head before dipoleMma: for every key cluster j, its mean key mu_j and
 /// mean value nu_j (fp32, dipole_means [kh, CK, D + DV]) and its members'
@@ -204,8 +244,11 @@ template <class Cfg> __host__ __device__ constexpr int dipoleRowWidth() { return
 /// (dipole_kv [kh, M, D + DV]). Every query cluster then streams cluster j
 /// as one contiguous run instead of gathering and centring it again, and the
 /// centring keeps the covariance's rounding relative to the cluster's spread
-/// rather than to its mean. Grid (CK, kv heads), block THREADS.
+/// rather than to its mean. Grid (CK, kv heads), block THREADS. Returns at
+/// once where the dipole takes the fp32 path (DipoleMmaTiles::kEnabled false).
 template <class Cfg> __device__ void dipole_prep(const MuseParams &p) {
+  if constexpr (!DipoleMmaTiles<Cfg>::kEnabled)
+    return;
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, CK = Cfg::CK, THREADS = Cfg::THREADS, F2 = dipoleRowWidth<Cfg>();
   constexpr int RB = 128; // member rows whose offsets are staged at a time
@@ -261,46 +304,6 @@ template <class Cfg> __device__ void dipole_prep(const MuseParams &p) {
     }
   }
 }
-
-/// Tiles of the tensor-core path (16-bit inputs). The block's W warps hold
-/// QC = 16 MQ W queries of cluster i in registers (warp w: MQ m16 tiles of
-/// rows, their residuals as A fragments and their output columns as fp32
-/// accumulators) for the whole sweep over the key clusters, so each Sigma_ij
-/// is formed once per query chunk and applied to all of its queries. Sigma is
-/// formed DVT value rows at a time (a pass), the warps splitting the DVT x D
-/// tile WA x WD; keys stream through a double buffer of LK rows.
-template <class Cfg> struct DipoleMmaTiles {
-  static constexpr int D = Cfg::D, DV = Cfg::DV, CK = Cfg::CK, W = Cfg::THREADS / 32;
-  static constexpr int JG = 8; // key clusters per logit tile (one n8 MMA tile)
-  // Value rows of Sigma per pass: at most 32 fp32 accumulators of Sigma per lane.
-  static constexpr int DVT = cmin(DV, cmax(16, floorPow2(cmax(1, 1024 * W / D))));
-  // Warp grid of the Sigma tile: WA value-row groups x W/WA key-column groups,
-  // each at least 16 wide, the pair that loads the fewest fragments per k step.
-  __host__ __device__ static constexpr bool waOk(int wa) {
-    return wa <= W && W % wa == 0 && DVT / wa >= 16 && DVT % (16 * wa) == 0 && D / (W / wa) >= 16 &&
-           D % (16 * (W / wa)) == 0;
-  }
-  __host__ __device__ static constexpr int waCost(int wa) { return DVT / wa + D * wa / W; }
-  __host__ __device__ static constexpr int bestWA(int wa, int best) {
-    return wa > W ? best : bestWA(2 * wa, waOk(wa) && (!waOk(best) || waCost(wa) < waCost(best)) ? wa : best);
-  }
-  static constexpr int WA = bestWA(1, 1);
-  // m16 query tiles per warp: about 96 registers of output and residual
-  // fragments, at most two (more spill next to Sigma's accumulators).
-  static constexpr int MQ = cmin(2, cmax(1, 96 / (DVT / 2 + D / 4)));
-  static constexpr int QC = 16 * MQ * W;
-  __host__ __device__ static constexpr int bytes(int lk) {
-    return 2 * DVT * (D + 8) + 2 * 2 * lk * ((D + 8) + (DVT + 8)) +
-           4 * (JG * (D + 8) + JG * DVT + D + 2 * CK + 2 * QC + CK + 1 + lk) + CK;
-  }
-  // Keys per chunk: 64, less in steps of 16 until 48 KB fit.
-  __host__ __device__ static constexpr int fitLK(int lk) {
-    return bytes(lk) <= kSharedBudget || lk <= 16 ? lk : fitLK(lk - 16);
-  }
-  static constexpr int LK = fitLK(64);
-  static constexpr bool kEnabled = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 && DV % 16 == 0 &&
-                                   D <= 128 && DV % DVT == 0 && waOk(WA) && bytes(LK) <= kSharedBudget;
-};
 
 /// 16-bit path, Grid (CQ, B*H), block THREADS, after dipole_prep. For each
 /// chunk of QC queries of cluster i and each pass of DVT value rows:

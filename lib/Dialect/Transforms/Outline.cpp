@@ -136,7 +136,9 @@ public:
         use({"near"});
       if (!spec.getDtype().isF32()) {
         // The tensor-core dipole streams every key cluster as one contiguous
-        // run of centred rows (templates/muse/dipole.cuh, dipole_prep).
+        // run of centred rows (templates/muse/dipole.cuh, dipole_prep; where
+        // the tiles fit no tensor-core warp grid the dipole runs in fp32 and
+        // dipole_prep returns at once).
         use({"dipole_kv", "dipole_means"});
         launch("muse_dipole_prep", "dipole_prep<MuseCfg>", T,
                "order-1 key clusters: centred rows in cluster order",
