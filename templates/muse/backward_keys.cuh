@@ -183,153 +183,276 @@ __device__ void keysFar0(const MuseParams &p, int j, int kh, float *smem) {
   }
 }
 
-/// Order 1, far pairs: one warp per key (keys t, t + warps, ...), the pair
-/// sums read from bwd_pairs, G's terms as sums over the members of i.
-template <class Cfg> __device__ void keysFar1(const MuseParams &p, int j, int kh) {
+/// Tiles of the order-1 far field (fp32 products of shared-memory tiles,
+/// every input type): chunks of LK keys of cluster j meet one query cluster
+/// i at a time; G_ij is formed DVT value rows a pass from tiles of MT members.
+template <class Cfg> struct KeyDipoleTiles {
+  static constexpr int D = Cfg::D, DV = Cfg::DV;
+  static constexpr int LK = D + DV <= 128 ? 32 : 16, MT = 16;
+  static constexpr int DVT = cmin(DV, floorPow2(2048 / D)); // G rows a pass: 8 KB
+  static constexpr int DP = D + 1, VP = DV + 1, TP = DVT + 1;
+  static constexpr int MEMBERS = MT * DP + MT * TP + MT; // Rm, Pm, cm of a member tile
+  static constexpr int floats = LK * DP + LK * VP + LK * DV + DVT * DP + cmax(MEMBERS, LK * TP) + 3 * LK +
+                                4 * D + 2 * DV + DVT + kBwdWarps * D + 1;
+  static_assert(4 * floats <= kSharedBudget, "order-1 key tiles exceed 48 KB of shared memory");
+};
+
+/// Order 1, far pairs, for the keys of cluster j in chunks of LK. Per chunk,
+/// per head of the group and far query cluster i (gL, gK, gV of bwd_pairs;
+/// w_l = e^{qbar.k_l - lnmass}, kc = k - kbar_ij, vc = v - vbar_ij):
+///   G_ij = sum_n P_nj dO_n r_n^T, formed DVT value rows a pass from the
+///          members of i (MT at a time)
+///   GKC  = K G^T - (G kbar)^T     (G kc_l, Dv per key)
+///   GTV  = V G - (G^T vbar)^T     (G^T vc_l, D per key)
+///   <G, Sigma_ij> = sum_n P_nj dO_n . Sigma_ij r_n
+///                 = gL - gV . vbar + sum_n P_nj (delta_n - dlse_n)
+///     (g_nj = P_nj (dO_n . vbar + dO_n . Sigma_ij r_n - delta_n + dlse_n)),
+///   so a_l = gL + gK.kc + gV.vc + vc.GKC_l - <G, Sigma> needs no second
+///   sweep over the keys; then
+///   dk_l += w_l (gK + GTV_l + a_l qbar),  dv_l += w_l (gV + GKC_l)
+///   dqbar[i, j] (+)= sum_l w_l a_l k_l   (the first chunk stores, later ones add)
+/// dk in registers and dv in shared memory over all pairs; the chunk's rows
+/// are stored (acausal) or added (causal levels) once. A G_ij costs |i| D Dv
+/// multiply-adds a chunk, its application 2 LK D Dv: once a pair where
+/// |j| <= LK.
+template <class Cfg> __device__ void keysFar1(const MuseParams &p, int j, int kh, float *smem) {
+  using Tl = KeyDipoleTiles<Cfg>;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  constexpr int LK = Tl::LK, MT = Tl::MT, DVT = Tl::DVT, DP = Tl::DP, VP = Tl::VP, TP = Tl::TP;
+  static_assert(DV % DVT == 0, "value-row passes must divide the value dim");
   using T = typename Cfg::T;
-  __shared__ float part[kBwdWarps][D], wsum[kBwdWarps];
-  __shared__ float gSigma;
+  float *Ks = smem, *Vs = Ks + LK * DP, *dvS = Vs + LK * VP, *Gs = dvS + LK * DV;
+  float *uni = Gs + DVT * DP; // a member tile while G forms, then GKC
+  float *Rm = uni, *Pm = Rm + MT * DP, *cm = Pm + MT * TP, *GKC = uni;
+  float *wS = uni + cmax(Tl::MEMBERS, LK * TP), *vgkS = wS + LK, *aS = vgkS + LK;
+  float *cen = aS + LK, *kb = cen + D, *gK = kb + D, *vb = gK + D, *gV = vb + DV, *Gkb = gV + DV, *Gtv = Gkb + DVT;
+  float *part = Gtv + D, *gSig = part + kBwdWarps * D;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int b = kh / p.Hkv, hk = kh - b * p.Hkv, group = p.H / p.Hkv;
   const int *koff = p.k_offsets + (long long)kh * (CK + 1);
   const int kstart = koff[j], kcount = koff[j + 1] - kstart;
   const int *kperm = p.k_perm + (long long)kh * p.M + kstart;
-  auto dkRow = [&](int l) { return p.dk + dkRowOff(p, kh, l); };
-  auto dvRow = [&](int l) { return p.dv + dvRowOff(p, kh, l); };
+  const bool add = p.seg_count > 0; // causal levels add onto dk, dv
 
-  // Causal levels accumulate onto the window's and the lower levels' dk, dv
-  // (this block is the one writer of its keys at this level); acausal starts
-  // from zero.
-  for (int t = warp; t < kcount && p.seg_count == 0; t += kBwdWarps) {
-    Lanes<D> zk;
-    Lanes<DV> zv;
-    zk.zero();
-    zv.zero();
-    zk.store(dkRow(kperm[t]), lane);
-    zv.store(dvRow(kperm[t]), lane);
+  if (kcount == 0) { // no stage-1 term for any pair of j
+    for (int g = 0; g < group; ++g) {
+      const int bh = b * p.H + hk * group + g;
+      for (int e = tid; e < CQ * D; e += kBwdThreads) {
+        const int i = e / D, d = e - i * D;
+        p.bwd_dqbar[(((long long)bh * CQ + i) * CK + j) * D + d] = 0.f;
+      }
+    }
+    return;
   }
 
-  Lanes<D> kl, kc, rn, dk, acc;
-  Lanes<DV> vl, vc, dOn, dv;
-  for (int g = 0; g < group; ++g) {
-    const int h = hk * group + g, bh = b * p.H + h;
-    const HeadIndex hi(p, bh);
-    const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
-    for (int i = 0; i < CQ; ++i) {
-      float *out = p.bwd_dqbar + (((long long)bh * CQ + i) * CK + j) * D;
-      const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
-      if (qcount == 0 || kcount == 0 || isNearPair<Cfg>(p, bh, i, j)) {
-        for (int d = tid; d < D; d += kBwdThreads)
-          out[d] = 0.f; // no stage-1 term: near pairs are exact, empty ones absent
-        continue;
-      }
-      const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
-      const float *sum_ij = p.summaries + (((long long)bh * CQ + i) * CK + j) * F;
-      const float *pair = p.bwd_pairs + (((long long)bh * CQ + i) * CK + j) * F;
-      const float lnm = sum_ij[0], gL = pair[0];
-      Lanes<D> c, kb, gk;
-      Lanes<DV> vb, gv;
-      c.loadF(p.q_centroids + ((long long)bh * CQ + i) * D, lane);
-      kb.loadF(sum_ij + 1, lane);
-      vb.loadF(sum_ij + 1 + D, lane);
-      gk.loadF(pair + 1, lane);
-      gv.loadF(pair + 1 + D, lane);
-
-      // The dipole's per-key sums over the members of i:
-      //   gkc = G kc (Dv), gtv = G^T vc (D), vgk = vc . G kc.
-      auto dipoleSums = [&](Lanes<DV> &gkc, Lanes<D> &gtv) {
-        gkc.zero();
-        gtv.zero();
-        float vgk = 0.f;
-        for (int s = 0; s < qcount; ++s) {
-          const int n = qperm[s];
-          const float P = p.bwd_pg[((long long)bh * p.N + n) * 2 * CK + 2 * j];
-          loadScaledQuery<Cfg>(p, hi, n, lane, rn);
-#pragma unroll
-          for (int a = 0; a < Lanes<D>::K; ++a)
-            rn.x[a] -= c.x[a];
-          dOn.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
-          const float A = rn.dotWith(kc), Bv = dOn.dotWith(vc);
-          gkc.axpy(P * A, dOn);
-          gtv.axpy(P * Bv, rn);
-          vgk = fmaf(P * A, Bv, vgk);
+  const MicroTile<DVT, D, kBwdThreads> mG(tid);
+  const MicroTile<LK, DVT, kBwdThreads> mC(tid);
+  const MicroTile<LK, D, kBwdThreads> mK(tid);
+  for (int k0 = 0; k0 < kcount; k0 += LK) {
+    const int kn = cmin(LK, kcount - k0);
+    __syncthreads(); // the previous chunk's tiles are no longer read
+    for (int e = tid; e < LK * D; e += kBwdThreads) {
+      const int kk = e / D, d = e - kk * D;
+      Ks[kk * DP + d] = kk < kn ? loadf<T>(p.k, kRow(p, kh, kperm[k0 + kk]) + d) : 0.f;
+    }
+    for (int e = tid; e < LK * DV; e += kBwdThreads) {
+      const int kk = e / DV, d = e - kk * DV;
+      Vs[kk * VP + d] = kk < kn ? loadf<T>(p.v, vRow(p, kh, kperm[k0 + kk]) + d) : 0.f;
+      dvS[e] = 0.f;
+    }
+    float dk[decltype(mK)::TM][decltype(mK)::TN] = {};
+    for (int g = 0; g < group; ++g) {
+      const int bh = b * p.H + hk * group + g;
+      const HeadIndex hi(p, bh);
+      const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+      for (int i = 0; i < CQ; ++i) {
+        float *out = p.bwd_dqbar + (((long long)bh * CQ + i) * CK + j) * D;
+        const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
+        if (qcount == 0 || isNearPair<Cfg>(p, bh, i, j)) { // uniform over the block
+          if (k0 == 0)
+            for (int d = tid; d < D; d += kBwdThreads)
+              out[d] = 0.f; // no stage-1 term: near pairs are exact, empty ones absent
+          continue;
         }
-        return vgk;
-      };
-      auto loadKey = [&](int l) {
-        kl.template loadT<T>(p.k, kRow(p, kh, l), lane);
-        vl.template loadT<T>(p.v, vRow(p, kh, l), lane);
-        const float w = expf(c.dotWith(kl) - lnm);
-#pragma unroll
-        for (int a = 0; a < Lanes<D>::K; ++a)
-          kc.x[a] = kl.x[a] - kb.x[a];
-#pragma unroll
-        for (int a = 0; a < Lanes<DV>::K; ++a)
-          vc.x[a] = vl.x[a] - vb.x[a];
-        return w;
-      };
-
-      { // <G, Sigma_ij> = sum_l w_l vc.G kc
-        float mine = 0.f;
-        for (int t = warp; t < kcount; t += kBwdWarps) {
-          const float w = loadKey(kperm[t]);
-          Lanes<DV> gkc;
-          Lanes<D> gtv;
-          mine = fmaf(w, dipoleSums(gkc, gtv), mine);
+        const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+        const float *sum_ij = p.summaries + (((long long)bh * CQ + i) * CK + j) * F;
+        const float *pair = p.bwd_pairs + (((long long)bh * CQ + i) * CK + j) * F;
+        const float lnm = sum_ij[0], gL = pair[0];
+        __syncthreads(); // the previous pair is done with the vectors, wS, aS, part
+        for (int d = tid; d < D; d += kBwdThreads) {
+          cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+          kb[d] = sum_ij[1 + d];
+          gK[d] = pair[1 + d];
         }
-        __syncthreads(); // the previous pair's gSigma and part are no longer read
-        if (lane == 0)
-          wsum[warp] = mine;
+        for (int a = tid; a < DV; a += kBwdThreads) {
+          vb[a] = sum_ij[1 + D + a];
+          gV[a] = pair[1 + D + a];
+        }
         __syncthreads();
-        if (tid == 0) {
+        for (int l = warp; l < LK; l += kBwdWarps) {
+          float s = 0.f;
+          for (int d = lane; d < D; d += 32)
+            s = fmaf(cen[d], Ks[l * DP + d], s);
+          s = warpSum(s);
+          if (lane == 0) {
+            wS[l] = l < kn ? expf(s - lnm) : 0.f;
+            vgkS[l] = 0.f;
+          }
+        }
+        float gt[decltype(mK)::TM][decltype(mK)::TN] = {};
+        float sP = 0.f; // sum_n P_nj (delta_n - dlse_n), thread 0's running sum
+        for (int a0 = 0; a0 < DV; a0 += DVT) {
+          float gg[decltype(mG)::TM][decltype(mG)::TN] = {};
+          for (int s0 = 0; s0 < qcount; s0 += MT) {
+            const int tn = cmin(MT, qcount - s0);
+            __syncthreads(); // the previous member tile (or GKC) is no longer read
+            for (int e = tid; e < MT * D; e += kBwdThreads) {
+              const int r = e / D, d = e - r * D;
+              Rm[r * DP + d] =
+                  r < tn ? scaled(p, loadf<T>(p.q, qRow(p, hi.b, hi.h, qperm[s0 + r]) + d)) - cen[d] : 0.f;
+            }
+            for (int e = tid; e < MT * DVT; e += kBwdThreads) {
+              const int r = e / DVT, a = e - r * DVT;
+              float v = 0.f;
+              if (r < tn) {
+                const int n = qperm[s0 + r];
+                v = p.bwd_pg[((long long)bh * p.N + n) * 2 * CK + 2 * j] *
+                    loadf<T>(p.dout, doRow(p, hi.b, hi.h, n) + a0 + a);
+              }
+              Pm[r * TP + a] = v;
+            }
+            if (a0 == 0)
+              for (int r = tid; r < MT; r += kBwdThreads) {
+                float c = 0.f;
+                if (r < tn) {
+                  const int n = qperm[s0 + r];
+                  c = p.bwd_pg[((long long)bh * p.N + n) * 2 * CK + 2 * j] *
+                      (p.bwd_delta[globalRow(p, bh, n)] - rowDLse(p, bh, n));
+                }
+                cm[r] = c;
+              }
+            __syncthreads();
+            gemmAccumulate<1, TP, DP, 1>(mG, gg, Pm, Rm, tn); // G(a, d) += P dO_a r_d
+            if (a0 == 0 && tid == 0)
+              for (int r = 0; r < tn; ++r)
+                sP += cm[r];
+          }
+          __syncthreads(); // the member tiles are no longer read (GKC reuses them)
+#pragma unroll
+          for (int r = 0; r < decltype(mG)::TM; ++r)
+#pragma unroll
+            for (int c = 0; c < decltype(mG)::TN; ++c)
+              if (mG.valid(r, c))
+                Gs[mG.row(r) * DP + mG.col(c)] = gg[r][c];
+          if (a0 == 0 && tid == 0) {
+            float s = gL;
+            for (int a = 0; a < DV; ++a)
+              s = fmaf(-gV[a], vb[a], s);
+            *gSig = s + sP;
+          }
+          __syncthreads(); // Gs
+          for (int a = tid; a < DVT; a += kBwdThreads) {
+            float s = 0.f;
+            for (int d = 0; d < D; ++d)
+              s = fmaf(Gs[a * DP + d], kb[d], s);
+            Gkb[a] = s;
+          }
+          for (int d = tid; d < D; d += kBwdThreads) { // this pass's share of G^T vbar
+            float s = 0.f;
+            for (int a = 0; a < DVT; ++a)
+              s = fmaf(Gs[a * DP + d], vb[a0 + a], s);
+            Gtv[d] = s;
+          }
+          {
+            float c[decltype(mC)::TM][decltype(mC)::TN] = {};
+            gemmAccumulate<DP, 1, 1, DP>(mC, c, Ks, Gs, D); // (K G^T)(l, a)
+#pragma unroll
+            for (int r = 0; r < decltype(mC)::TM; ++r)
+#pragma unroll
+              for (int q = 0; q < decltype(mC)::TN; ++q)
+                if (mC.valid(r, q))
+                  GKC[mC.row(r) * TP + mC.col(q)] = c[r][q];
+          }
+          gemmAccumulate<VP, 1, DP, 1>(mK, gt, Vs + a0, Gs, DVT); // (V G)(l, d)
+          __syncthreads(); // GKC, Gkb, Gtv
+#pragma unroll
+          for (int r = 0; r < decltype(mK)::TM; ++r)
+#pragma unroll
+            for (int c = 0; c < decltype(mK)::TN; ++c)
+              gt[r][c] -= Gtv[mK.valid(r, c) ? mK.col(c) : 0];
+          for (int l = warp; l < kn; l += kBwdWarps) {
+            float s = 0.f;
+            const float w = wS[l];
+            for (int a = lane; a < DVT; a += 32) {
+              const float gkc = GKC[l * TP + a] - Gkb[a];
+              s = fmaf(Vs[l * VP + a0 + a] - vb[a0 + a], gkc, s);
+              dvS[l * DV + a0 + a] = fmaf(w, gV[a0 + a] + gkc, dvS[l * DV + a0 + a]);
+            }
+            s = warpSum(s);
+            if (lane == 0)
+              vgkS[l] += s;
+          }
+        }
+        __syncthreads(); // vgkS, gSig
+        {
+          const float gs = *gSig;
+          float acc[cdiv(D, 32)] = {};
+          for (int l = warp; l < kn; l += kBwdWarps) {
+            float s = 0.f;
+            for (int d = lane; d < D; d += 32)
+              s = fmaf(gK[d], Ks[l * DP + d] - kb[d], s);
+            for (int a = lane; a < DV; a += 32)
+              s = fmaf(gV[a], Vs[l * VP + a] - vb[a], s);
+            s = warpSum(s);
+            const float al = gL + s + vgkS[l] - gs, wa = wS[l] * al;
+            if (lane == 0)
+              aS[l] = al;
+#pragma unroll
+            for (int u = 0; u < cdiv(D, 32); ++u)
+              if (lane + 32 * u < D)
+                acc[u] = fmaf(wa, Ks[l * DP + lane + 32 * u], acc[u]);
+          }
+#pragma unroll
+          for (int u = 0; u < cdiv(D, 32); ++u)
+            if (lane + 32 * u < D)
+              part[warp * D + lane + 32 * u] = acc[u];
+        }
+        __syncthreads(); // aS, part
+#pragma unroll
+        for (int r = 0; r < decltype(mK)::TM; ++r)
+#pragma unroll
+          for (int c = 0; c < decltype(mK)::TN; ++c) {
+            if (!mK.valid(r, c))
+              continue;
+            const int l = mK.row(r), d = mK.col(c);
+            if (l < kn)
+              dk[r][c] = fmaf(wS[l], gK[d] + gt[r][c] + aS[l] * cen[d], dk[r][c]);
+          }
+        for (int d = tid; d < D; d += kBwdThreads) {
           float s = 0.f;
           for (int w = 0; w < kBwdWarps; ++w)
-            s += wsum[w];
-          gSigma = s;
+            s += part[w * D + d];
+          out[d] = k0 == 0 ? s : out[d] + s;
         }
-        __syncthreads();
       }
-
-      acc.zero();
-      for (int t = warp; t < kcount; t += kBwdWarps) {
-        const int l = kperm[t];
-        const float w = loadKey(l);
-        float a = gL + gk.dotWith(kc) + gv.dotWith(vc);
-        dk.zero();
-        dv.zero();
-        Lanes<DV> gkc;
-        Lanes<D> gtv;
-        a += dipoleSums(gkc, gtv) - gSigma;
-        dk.axpy(w, gtv);
-        dv.axpy(w, gkc);
-        const float da = w * a;
-        dk.axpy(w, gk);
-        dk.axpy(da, c);
-        dv.axpy(w, gv);
-        acc.axpy(da, kl);
-        Lanes<D> ok;
-        Lanes<DV> ov;
-        ok.loadF(dkRow(l), lane);
-        ov.loadF(dvRow(l), lane);
+    }
+    __syncthreads(); // dvS is complete
 #pragma unroll
-        for (int q = 0; q < Lanes<D>::K; ++q)
-          ok.x[q] += dk.x[q];
+    for (int r = 0; r < decltype(mK)::TM; ++r) {
+      const int kk = mK.row(r);
+      if (kk >= kn)
+        continue;
+      float *row = p.dk + dkRowOff(p, kh, kperm[k0 + kk]);
 #pragma unroll
-        for (int q = 0; q < Lanes<DV>::K; ++q)
-          ov.x[q] += dv.x[q];
-        ok.store(dkRow(l), lane);
-        ov.store(dvRow(l), lane);
-      }
-      acc.store(part[warp], lane);
-      __syncthreads();
-      for (int d = tid; d < D; d += kBwdThreads) {
-        float s = 0.f;
-        for (int w = 0; w < kBwdWarps; ++w)
-          s += part[w][d];
-        out[d] = s;
-      }
+      for (int c = 0; c < decltype(mK)::TN; ++c)
+        if (mK.valid(r, c))
+          row[mK.col(c)] = add ? row[mK.col(c)] + dk[r][c] : dk[r][c];
+    }
+    for (int e = tid; e < kn * DV; e += kBwdThreads) {
+      const int kk = e / DV, a = e - kk * DV;
+      float *row = p.dv + dvRowOff(p, kh, kperm[k0 + kk]);
+      row[a] = add ? row[a] + dvS[e] : dvS[e];
     }
   }
 }
@@ -408,7 +531,8 @@ template <class Cfg> __device__ void backward_keys(const MuseParams &p) {
     else
       keysFar0<Cfg, Tl::KT>(p, j, kh, smem);
   } else {
-    keysFar1<Cfg>(p, j, kh);
+    __shared__ float smem[KeyDipoleTiles<Cfg>::floats];
+    keysFar1<Cfg>(p, j, kh, smem);
   }
   if constexpr (Cfg::NEAR > 0) {
     __syncthreads(); // the far field's dk, dv rows are written (and visible to the block)

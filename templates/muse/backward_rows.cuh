@@ -26,6 +26,7 @@
 
 #include "muse/backward_common.cuh"
 #include "muse/backward_window_mma.cuh"
+#include "muse/dipole.cuh"
 #include "muse/smem_gemm.cuh"
 
 namespace muse {
@@ -55,107 +56,6 @@ __device__ void rowNearField(const MuseParams &p, const HeadIndex &hi, int bh, i
       dx.axpy(pn * (dO.dotWith(vl) - delta + dl), kl);
     }
   }
-}
-
-template <class Cfg> __device__ void rowsWarp(const MuseParams &p) {
-  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
-  using T = typename Cfg::T;
-  const int lane = threadIdx.x & 31;
-  const int n = blockIdx.x * kBwdWarps + (threadIdx.x >> 5);
-  const int bh = blockIdx.y;
-  if (n >= p.N)
-    return; // whole warps leave: no block-wide synchronisation below
-  const HeadIndex hi(p, bh);
-  // Causal levels (served view): the query's cluster is the segment cluster
-  // that serves it, -1 past the end of the sequence.
-  const bool causal = p.seg_count > 0;
-  const int i = causal ? p.served[(long long)bh * p.N + n] : p.q_assign[(long long)bh * p.N + n];
-  if (i < 0)
-    return;
-  const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
-  const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
-  const int *kperm = p.k_perm + (long long)hi.kh * p.M;
-
-  Lanes<D> x, c, r, dr, dx, kb, kl;
-  Lanes<DV> dO, vb, vl;
-  loadScaledQuery<Cfg>(p, hi, n, lane, x);
-  c.loadF(p.q_centroids + ((long long)bh * CQ + i) * D, lane);
-#pragma unroll
-  for (int a = 0; a < Lanes<D>::K; ++a)
-    r.x[a] = x.x[a] - c.x[a];
-  dO.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
-  float delta;
-  if (causal) {
-    delta = p.bwd_delta[globalRow(p, bh, n)]; // dO . o of the merged o (window kernel)
-  } else {
-    Lanes<DV> o;
-    o.template loadT<T>(p.o_in, oRow(p, hi.b, hi.h, n), lane);
-    delta = dO.dotWith(o);
-  }
-  const float lse = rowLse(p, bh, n), dl = rowDLse(p, bh, n);
-  dr.zero();
-  dx.zero();
-  float *pg = p.bwd_pg + ((long long)bh * p.N + n) * 2 * CK;
-
-  for (int j = 0; j < CK; ++j) {
-    const float lnm = sum_i[(long long)j * F];
-    if (lnm == -kInf() || isNearPair<Cfg>(p, bh, i, j)) {
-      if (lane == 0)
-        pg[2 * j] = pg[2 * j + 1] = 0.f;
-      continue;
-    }
-    kb.loadF(sum_i + (long long)j * F + 1, lane);
-    vb.loadF(sum_i + (long long)j * F + 1 + D, lane);
-    const float P = expf(lnm + r.dotWith(kb) - lse);
-    float dOu = dO.dotWith(vb);
-    if constexpr (Cfg::ORDER >= 1) {
-      Lanes<D> sig; // sum_l w_l kc_l (dO . vc_l) = Sigma_ij^T dO
-      sig.zero();
-      for (int t = koff[j]; t < koff[j + 1]; ++t) {
-        const int l = kperm[t];
-        kl.template loadT<T>(p.k, kRow(p, hi.kh, l), lane);
-        vl.template loadT<T>(p.v, vRow(p, hi.kh, l), lane);
-        const float w = expf(c.dotWith(kl) - lnm);
-#pragma unroll
-        for (int a = 0; a < Lanes<D>::K; ++a)
-          kl.x[a] -= kb.x[a];
-#pragma unroll
-        for (int a = 0; a < Lanes<DV>::K; ++a)
-          vl.x[a] -= vb.x[a];
-        const float A = r.dotWith(kl), Bv = dO.dotWith(vl);
-        dOu = fmaf(w * A, Bv, dOu);
-        sig.axpy(w * Bv, kl);
-      }
-      dr.axpy(P, sig);
-    }
-    const float g = P * (dOu - delta + dl);
-    dr.axpy(g, kb);
-    if (lane == 0) {
-      pg[2 * j] = P;
-      pg[2 * j + 1] = g;
-    }
-  }
-
-  if constexpr (Cfg::NEAR > 0)
-    rowNearField<Cfg>(p, hi, bh, i, x, dO, lse, delta, dl, dx, lane);
-
-#pragma unroll
-  for (int a = 0; a < Lanes<D>::K; ++a)
-    dx.x[a] += dr.x[a];
-  float *dqn = p.dq + dqRow(p, hi.b, hi.h, n);
-  if (causal) {
-    // dq already holds the window's and the lower levels' parts: this launch
-    // is the one writer of the rows it serves at this level.
-    Lanes<D> old;
-    old.loadF(dqn, lane);
-    old.axpy(p.scale, dx);
-    old.store(dqn, lane);
-  } else {
-    dx.store(dqn, lane);
-  }
-  dr.store(p.bwd_dr + ((long long)bh * p.N + n) * D, lane);
-  if (lane == 0 && !causal)
-    p.bwd_delta[(long long)bh * p.N + n] = delta;
 }
 
 /// Tiles of the order-0 rows: up to QT members of cluster i meet JT key
@@ -323,6 +223,168 @@ template <class Cfg, int QT> __device__ void rowsTiled(const MuseParams &p, floa
         }
       __syncthreads();
       gemmAccumulate<JP, 1, DP, 1>(mR, dr, Gs, KBs, jn);
+    }
+    // dL/dr of the chunk to bwd_dr, then one warp per member finishes its row.
+#pragma unroll
+    for (int a = 0; a < decltype(mR)::TM; ++a) {
+      const int r = mR.row(a);
+      if (r >= mn)
+        continue;
+      float *row = p.bwd_dr + ((long long)bh * p.N + qperm[m0 + r]) * D;
+#pragma unroll
+      for (int c = 0; c < decltype(mR)::TN; ++c)
+        if (mR.valid(a, c))
+          row[mR.col(c)] = dr[a][c];
+    }
+    __syncthreads(); // bwd_dr rows of the chunk are written and visible to the block
+    rowsFinish<Cfg>(p, hi, bh, i, qperm + m0, mn, lseS, cS);
+  }
+}
+
+/// Tiles of the order-1 rows (fp32 products of shared-memory tiles, every
+/// input type): chunks of QT members of cluster i meet one far key cluster j
+/// at a time; Sigma_ij is formed DVT value rows a pass from tiles of BK keys
+/// (dipole.cuh sigmaPassExact) and kept in shared memory while it is applied.
+template <class Cfg> struct RowDipoleTiles {
+  static constexpr int D = Cfg::D, DV = Cfg::DV;
+  static constexpr int QT = D + DV <= 128 ? 32 : 16, BK = 16;
+  static constexpr int DVT = cmin(DV, floorPow2(4096 / D)); // Sigma rows a pass: 16 KB
+  static constexpr int DP = D + 1, VP = DV + 1, TP = DVT + 1;
+  static constexpr int KEYS = BK * DP + BK * DVT + BK; // ks, vs, wk of sigmaPassExact
+  static constexpr int floats = QT * DP + QT * VP + 6 * QT + 2 * D + DV + DVT * DP + cmax(KEYS, QT * TP);
+  static_assert(4 * floats <= kSharedBudget, "order-1 row tiles exceed 48 KB of shared memory");
+};
+
+/// Order 1: block (i, bh) takes the members of query cluster i (q_perm
+/// order; causal levels: the served queries) in chunks of QT. Per far key
+/// cluster j, Sigma_ij is formed in passes of DVT value rows and applied to
+/// the chunk in shared memory:
+///   Y = R Sigma^T           t_n = dO_n . Y_n = dO_n . Sigma_ij r_n
+///   Z = dO Sigma            (Sigma_ij^T dO_n, summed over the passes)
+/// then one warp per member: P_nj = e^{lnmass + r_n . kbar - lse_n},
+/// g_nj = P_nj (dO_n . vbar + t_n - delta_n + dlse_n) to bwd_pg, and
+/// dL/dr_n += P_nj Z_n + g_nj kbar in registers. Each Sigma_ij is formed once
+/// a chunk, not once a query: (|j| + 2 QT) D Dv multiply-adds a pair and
+/// chunk instead of 2 |i| |j| (D + Dv). Finishes like rowsTiled (near field,
+/// dq, bwd_dr, delta).
+template <class Cfg, int QT> __device__ void rowsDipole(const MuseParams &p, float *smem) {
+  using Tl = RowDipoleTiles<Cfg>;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  constexpr int BK = Tl::BK, DVT = Tl::DVT, DP = Tl::DP, VP = Tl::VP, TP = Tl::TP;
+  static_assert(DV % DVT == 0, "value-row passes must divide the value dim");
+  using T = typename Cfg::T;
+  float *Rs = smem, *dOs = Rs + QT * DP, *lseS = dOs + QT * VP, *cS = lseS + QT, *tS = cS + QT;
+  float *Ps = tS + QT, *gS = Ps + QT, *cen = gS + 2 * QT, *kb = cen + D, *vb = kb + D, *sig = vb + DV;
+  float *keys = sig + DVT * DP, *Ys = keys; // the key tiles while Sigma forms, then Y
+  float *ks = keys, *vs = ks + BK * DP, *wk = vs + BK * DVT;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int i = blockIdx.x, bh = blockIdx.y;
+  const HeadIndex hi(p, bh);
+  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+  const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
+  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+  const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
+  const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
+  const int *kperm = p.k_perm + (long long)hi.kh * p.M;
+  for (int d = tid; d < D; d += kBwdThreads)
+    cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  const MicroTile<DVT, D, kBwdThreads> mS(tid);
+  const MicroTile<QT, DVT, kBwdThreads> mY(tid);
+  const MicroTile<QT, D, kBwdThreads> mR(tid);
+
+  for (int m0 = 0; m0 < qcount; m0 += QT) {
+    const int mn = cmin(QT, qcount - m0);
+    __syncthreads(); // cen is written; the previous chunk is no longer read
+    for (int e = tid; e < QT * D; e += kBwdThreads) {
+      const int r = e / D, d = e - r * D;
+      Rs[r * DP + d] =
+          r < mn ? scaled(p, loadf<T>(p.q, qRow(p, hi.b, hi.h, qperm[m0 + r]) + d)) - cen[d] : 0.f;
+    }
+    for (int e = tid; e < QT * DV; e += kBwdThreads) {
+      const int r = e / DV, d = e - r * DV;
+      dOs[r * VP + d] = r < mn ? loadf<T>(p.dout, doRow(p, hi.b, hi.h, qperm[m0 + r]) + d) : 0.f;
+    }
+    rowsMemberStats<Cfg>(p, hi, bh, qperm + m0, mn, lseS, cS);
+    float dr[decltype(mR)::TM][decltype(mR)::TN] = {};
+    for (int j = 0; j < CK; ++j) {
+      const float lnm = sum_i[(long long)j * F];
+      if (lnm == -kInf() || isNearPair<Cfg>(p, bh, i, j)) { // uniform over the block
+        for (int r = tid; r < mn; r += kBwdThreads) {
+          float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * j;
+          pg[0] = pg[1] = 0.f;
+        }
+        continue;
+      }
+      __syncthreads(); // the previous pair is done with kb, vb, tS, Ps, gS
+      for (int d = tid; d < D; d += kBwdThreads)
+        kb[d] = sum_i[(long long)j * F + 1 + d];
+      for (int a = tid; a < DV; a += kBwdThreads)
+        vb[a] = sum_i[(long long)j * F + 1 + D + a];
+      for (int r = tid; r < QT; r += kBwdThreads)
+        tS[r] = 0.f;
+      float z[decltype(mR)::TM][decltype(mR)::TN] = {};
+      for (int a0 = 0; a0 < DV; a0 += DVT) {
+        float sg[decltype(mS)::TM][decltype(mS)::TN] = {};
+        sigmaPassExact<Cfg, DVT, BK, kBwdThreads>(p, hi.kh, kperm + koff[j], koff[j + 1] - koff[j], a0, lnm,
+                                                   cen, kb, vb + a0, ks, vs, wk, mS, sg);
+        __syncthreads(); // the key tiles are no longer read (Ys reuses them); sig is free
+#pragma unroll
+        for (int r = 0; r < decltype(mS)::TM; ++r)
+#pragma unroll
+          for (int c = 0; c < decltype(mS)::TN; ++c)
+            if (mS.valid(r, c))
+              sig[mS.row(r) * DP + mS.col(c)] = sg[r][c];
+        __syncthreads();
+        float y[decltype(mY)::TM][decltype(mY)::TN] = {};
+        gemmAccumulate<DP, 1, 1, DP>(mY, y, Rs, sig, D); // Y(n, a) = r_n . Sigma[a]
+#pragma unroll
+        for (int r = 0; r < decltype(mY)::TM; ++r)
+#pragma unroll
+          for (int c = 0; c < decltype(mY)::TN; ++c)
+            if (mY.valid(r, c))
+              Ys[mY.row(r) * TP + mY.col(c)] = y[r][c];
+        gemmAccumulate<VP, 1, DP, 1>(mR, z, dOs + a0, sig, DVT); // Z(n, d) += dO_n[a] Sigma[a][d]
+        __syncthreads();
+        for (int r = warp; r < mn; r += kBwdWarps) {
+          float part = 0.f;
+          for (int a = lane; a < DVT; a += 32)
+            part = fmaf(dOs[r * VP + a0 + a], Ys[r * TP + a], part);
+          part = warpSum(part);
+          if (lane == 0)
+            tS[r] += part;
+        }
+        // The next pass's first barrier (in sigmaPassExact) precedes any write to Ys.
+      }
+      __syncthreads(); // tS is complete
+      for (int r = warp; r < QT; r += kBwdWarps) {
+        float s = 0.f, u = 0.f;
+        for (int d = lane; d < D; d += 32)
+          s = fmaf(Rs[r * DP + d], kb[d], s);
+        for (int a = lane; a < DV; a += 32)
+          u = fmaf(dOs[r * VP + a], vb[a], u);
+        s = warpSum(s);
+        u = warpSum(u);
+        const float P = r < mn ? expf(lnm + s - lseS[r]) : 0.f;
+        const float g = r < mn ? P * (u + tS[r] - cS[r]) : 0.f; // cS past mn is stale
+        if (lane == 0) {
+          Ps[r] = P;
+          gS[r] = g;
+          if (r < mn) {
+            float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * j;
+            pg[0] = P;
+            pg[1] = g;
+          }
+        }
+      }
+      __syncthreads(); // Ps, gS
+#pragma unroll
+      for (int r = 0; r < decltype(mR)::TM; ++r)
+#pragma unroll
+        for (int c = 0; c < decltype(mR)::TN; ++c) {
+          const int row = mR.valid(r, c) ? mR.row(r) : 0, col = mR.valid(r, c) ? mR.col(c) : 0;
+          dr[r][c] = fmaf(Ps[row], z[r][c], fmaf(gS[row], kb[col], dr[r][c]));
+        }
     }
     // dL/dr of the chunk to bwd_dr, then one warp per member finishes its row.
 #pragma unroll
@@ -521,7 +583,14 @@ template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
     else
       rowsTiled<Cfg, Tl::QT>(p, smem);
   } else {
-    rowsWarp<Cfg>(p);
+    using Tl = RowDipoleTiles<Cfg>;
+    __shared__ float smem[Tl::floats];
+    const int *qoff = p.q_offsets + (long long)blockIdx.y * (Cfg::CQ + 1);
+    const int qcount = qoff[blockIdx.x + 1] - qoff[blockIdx.x];
+    if (qcount <= 16 || Tl::QT == 16)
+      rowsDipole<Cfg, 16>(p, smem);
+    else
+      rowsDipole<Cfg, Tl::QT>(p, smem);
   }
 }
 

@@ -39,6 +39,64 @@ template <class Cfg> struct DipoleTiles {
   static_assert(bytes(BQ, BK) <= kSharedBudget, "dipole tiles exceed 48 KB of shared memory");
 };
 
+/// One pass of Sigma_ij in fp32: value rows a0 .. a0 + DVT, all D key
+/// columns, into the micro tile `sg` of `mt` (MicroTile<DVT, D, THREADS>).
+/// The kcount members of key cluster j (kperm: the cluster's slice of k_perm)
+/// stream in tiles of BK keys gathered from K and V; w_l / Z = e^{qbar . k_l - lnm}
+/// by GROUP threads a key (strided partial dots reduced by shuffles), then
+///   sg(a, d) += sum_l (w_l / Z)(v_l - vbar)_{a0 + a} (k_l - kbar)_d
+/// in ascending key order. Shared memory: ks BK x (D + 1), vs BK x DVT, wk BK
+/// floats; cen, kbar (D) and vbar (the pass's DVT rows) are read from shared
+/// memory too. Starts with a barrier (the caller's earlier reads of ks, vs
+/// are over); the caller puts one between this and any reuse of them.
+template <class Cfg, int DVT, int BK, int THREADS, class Mt, int TM, int TN>
+__device__ void sigmaPassExact(const MuseParams &p, int kh, const int *kperm, int kcount, int a0, float lnm,
+                               const float *cen, const float *kbar, const float *vbar, float *ks, float *vs,
+                               float *wk, const Mt &mt, float (&sg)[TM][TN]) {
+  constexpr int D = Cfg::D, DP = D + 1;
+  using T = typename Cfg::T;
+  constexpr int kGroup = cmin(32, cmax(1, THREADS / BK)); // threads per key: a warp-aligned power of two
+  static_assert(THREADS % kGroup == 0 && (BK * kGroup) % 32 == 0, "weight groups must fill whole warps");
+  const int tid = threadIdx.x;
+  for (int l0 = 0; l0 < kcount; l0 += BK) {
+    const int tk = cmin(BK, kcount - l0);
+    __syncthreads(); // the previous key tile is no longer read
+    // Each thread reads its rows' key index itself: no dependent round trip.
+    for (int e = tid; e < BK * D; e += THREADS) {
+      const int l = e / D, d = e - l * D;
+      ks[l * DP + d] = l < tk ? loadf<T>(p.k, kRow(p, kh, kperm[l0 + l]) + d) : 0.f;
+    }
+    for (int e = tid; e < BK * DVT; e += THREADS) {
+      const int l = e / DVT, a = e - l * DVT;
+      vs[l * DVT + a] = l < tk ? loadf<T>(p.v, vRow(p, kh, kperm[l0 + l]) + a0 + a) : 0.f;
+    }
+    __syncthreads();
+    for (int e = tid; e < BK * kGroup; e += THREADS) {
+      const int l = e / kGroup, g = e - l * kGroup;
+      float part = 0.f;
+#pragma unroll
+      for (int d = g; d < D; d += kGroup)
+        part = fmaf(cen[d], ks[l * DP + d], part);
+#pragma unroll
+      for (int s = kGroup / 2; s > 0; s >>= 1)
+        part += __shfl_xor_sync(0xffffffffu, part, s, kGroup);
+      if (g == 0)
+        wk[l] = l < tk ? expf(part - lnm) : 0.f;
+    }
+    __syncthreads();
+    for (int e = tid; e < BK * D; e += THREADS) {
+      const int l = e / D, d = e - l * D;
+      ks[l * DP + d] -= kbar[d];
+    }
+    for (int e = tid; e < BK * DVT; e += THREADS) {
+      const int l = e / DVT, a = e - l * DVT;
+      vs[l * DVT + a] = wk[l] * (vs[l * DVT + a] - vbar[a]);
+    }
+    __syncthreads();
+    gemmAccumulate<1, DVT, DP, 1>(mt, sg, vs, ks, tk);
+  }
+}
+
 /// fp32 path: Grid (CQ, B*H), block THREADS.
 template <class Cfg> __device__ void dipoleExact(const MuseParams &p) {
   using Tl = DipoleTiles<Cfg>;
@@ -48,9 +106,6 @@ template <class Cfg> __device__ void dipoleExact(const MuseParams &p) {
   using MtS = MicroTile<DVT, D, THREADS>; // Sigma (value row a, key column d)
   using MtO = MicroTile<BQ, DVT, THREADS>; // output (query, value row)
   static_assert(DV % DVT == 0, "value-row tile must divide the value dim");
-  // Threads per key for the weights: a warp-aligned power of two.
-  constexpr int kGroup = cmin(32, cmax(1, THREADS / BK));
-  static_assert(THREADS % kGroup == 0 && (BK * kGroup) % 32 == 0, "weight groups must fill whole warps");
 
   __shared__ float rs[BQ][D + 1]; // residuals r_n
   __shared__ float cen[D];
@@ -122,47 +177,8 @@ template <class Cfg> __device__ void dipoleExact(const MuseParams &p) {
           prob[r] = r < tq ? expf(lnm + dot<D>(rs[r], kbar) - lse[r]) : 0.f;
 
         float sg[MtS::TM][MtS::TN] = {};
-        const int kstart = koff[j], kcount = koff[j + 1] - kstart;
-        for (int l0 = 0; l0 < kcount; l0 += BK) {
-          const int tk = cmin(BK, kcount - l0);
-          __syncthreads(); // the previous key tile is no longer read
-          // Each thread reads its rows' key index itself: no dependent round trip.
-          for (int e = tid; e < BK * D; e += THREADS) {
-            const int l = e / D, d = e - l * D;
-            ks[l][d] = l < tk ? loadf<T>(p.k, kRow(p, hi.kh, kperm[kstart + l0 + l]) + d) : 0.f;
-          }
-          for (int e = tid; e < BK * DVT; e += THREADS) {
-            const int l = e / DVT, a = e - l * DVT;
-            vs[l][a] = l < tk ? loadf<T>(p.v, vRow(p, hi.kh, kperm[kstart + l0 + l]) + a0 + a) : 0.f;
-          }
-          __syncthreads();
-          // w_l / Z = e^{qbar . k_l - lnmass}: GROUP threads per key, partial
-          // dots over strided components, reduced by shuffles.
-          for (int e = tid; e < BK * kGroup; e += THREADS) {
-            const int l = e / kGroup, g = e - l * kGroup;
-            float part = 0.f;
-#pragma unroll
-            for (int d = g; d < D; d += kGroup)
-              part = fmaf(cen[d], ks[l][d], part);
-#pragma unroll
-            for (int s = kGroup / 2; s > 0; s >>= 1)
-              part += __shfl_xor_sync(0xffffffffu, part, s, kGroup);
-            if (g == 0)
-              wk[l] = l < tk ? expf(part - lnm) : 0.f;
-          }
-          __syncthreads();
-          for (int e = tid; e < BK * D; e += THREADS) {
-            const int l = e / D, d = e - l * D;
-            ks[l][d] -= kbar[d];
-          }
-          for (int e = tid; e < BK * DVT; e += THREADS) {
-            const int l = e / DVT, a = e - l * DVT;
-            vs[l][a] = wk[l] * (vs[l][a] - vbar[a]);
-          }
-          __syncthreads();
-          // Sigma(a, d) += sum_l vs[l][a] ks[l][d]
-          gemmAccumulate<1, DVT, D + 1, 1>(mtS, sg, &vs[0][0], &ks[0][0], tk);
-        }
+        sigmaPassExact<Cfg, DVT, BK, THREADS>(p, hi.kh, kperm + koff[j], koff[j + 1] - koff[j], a0, lnm, cen,
+                                               kbar, vbar, &ks[0][0], &vs[0][0], wk, mtS, sg);
 #pragma unroll
         for (int r = 0; r < MtS::TM; ++r)
 #pragma unroll

@@ -98,7 +98,14 @@ INSTANTIATE_TEST_SUITE_P(
         BwdCase{"bf16_gqa2_near2_order0", DType::BF16, 64, 64, 2, 12, 8, 0, 2, true,
                 {1, 4, 2, 301, 277}},
         BwdCase{"f16_cq20_order0_no_dlse", DType::F16, 64, 64, 1, 20, 6, 0, 0, false,
-                {1, 1, 1, 257, 300}}),
+                {1, 1, 1, 257, 300}},
+        // Order 1 (backward_keys.cuh keysFar1, backward_rows.cuh rowsDipole):
+        // key clusters of several 32-key chunks (dqbar added across chunks),
+        // query clusters of several member tiles and row chunks, D != Dv.
+        BwdCase{"bf16_d64_order1_big_clusters", DType::BF16, 64, 64, 1, 10, 4, 1, 0, true,
+                {2, 2, 2, 333, 419}},
+        BwdCase{"f32_d128_dv64_order1_big_clusters", DType::F32, 128, 64, 1, 6, 3, 1, 1, true,
+                {1, 2, 2, 200, 230}}),
     [](const ::testing::TestParamInfo<BwdCase> &info) { return std::string(info.param.name); });
 
 struct CausalBwdCase {

@@ -33,7 +33,7 @@ using ::muse::Sym;
 namespace {
 constexpr int64_t kDyn = ShapedType::kDynamic;
 /// Threads of backward_rows and backward_keys (templates/muse/backward_common.cuh
-/// kBwdThreads); order-1 backward_rows gives one warp to one query.
+/// kBwdThreads).
 constexpr int64_t kBwdThreads = 128;
 constexpr int64_t kBwdWarps = kBwdThreads / 32;
 /// Rows one block of backward_window_dq / _dkdv owns and its threads:
@@ -50,13 +50,9 @@ int64_t windowRows(SpecAttr spec) {
 int64_t windowThreads(SpecAttr spec) {
   return spec.getDtype().isF32() ? kBwdThreads : 32 * (windowRows(spec) / 16);
 }
-/// Grid x of backward_rows: order 0 runs a block per query cluster (shared
-/// tiles, backward_rows.cuh rowsTiled), order 1 a warp per query.
-DimExpr rowsGrid(SpecAttr spec) {
-  if (spec.getOrder() == 0)
-    return DimExpr{Sym::One, 1, spec.getQueryClusters()};
-  return DimExpr{Sym::N, kBwdWarps, 1};
-}
+/// Grid x of backward_rows: a block per query cluster (shared tiles of its
+/// members; backward_rows.cuh rowsTiled, rowsTiledMma, rowsDipole).
+DimExpr rowsGrid(SpecAttr spec) { return DimExpr{Sym::One, 1, spec.getQueryClusters()}; }
 /// Threads of backward_pairs (templates/muse/backward_pairs.cuh kPairThreads).
 constexpr int64_t kPairThreads = 256;
 

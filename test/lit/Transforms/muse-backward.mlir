@@ -40,7 +40,7 @@ func.func @small(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tenso
 // PLAN-NEXT: muse.kernel @muse_backward_pairs = "muse::backward_pairs<MuseCfg>" threads 256
 // PLAN-NEXT: muse.kernel @muse_backward_keys = "muse::backward_keys<MuseCfg>" threads 128
 // PLAN-NEXT: muse.kernel @muse_backward_centroid = "muse::backward_centroid<MuseCfg>" threads 64
-// PLAN-NEXT: muse.launch @muse_backward_rows grid ("ceil(N/4)", "B*H", "1")
+// PLAN-NEXT: muse.launch @muse_backward_rows grid ("16", "B*H", "1")
 // PLAN-NEXT: muse.launch @muse_backward_pairs grid ("16", "B*H", "1")
 // PLAN-NEXT: muse.launch @muse_backward_keys grid ("8", "B*Hkv", "1")
 // PLAN-NEXT: muse.launch @muse_backward_centroid grid ("16", "B*H", "1")
