@@ -457,6 +457,269 @@ template <class Cfg> __device__ void keysFar1(const MuseParams &p, int j, int kh
   }
 }
 
+/// Tiles of the order-1 far field on the tensor cores (16-bit inputs,
+/// D + Dv <= 128): keysFar1's schedule with G_ij, K G^T and V G as mma.sync
+/// products of T tiles (fp32 accumulators); the raw keys and values are kept
+/// as T only (exact: they are the inputs).
+template <class Cfg> struct KeyDipoleMmaTiles {
+  using T = typename Cfg::T;
+  static constexpr int D = Cfg::D, DV = Cfg::DV, LK = 32, MT = 32;
+  static constexpr int LDK = D + 8, LDV = DV + 8; // padded rows: conflict-free ldmatrix
+  static constexpr int bytes = 2 * (LK * LDK + LK * LDV + DV * LDK) +
+                               cmax(2 * (MT * LDK + MT * LDV) + 4 * MT, 4 * LK * (DV + 1)) +
+                               4 * (LK * (D + 1) + LK * DV + 2 * LK + 4 * D + 3 * DV + kBwdWarps * D + 1);
+  static constexpr bool usable = TensorCoreType<T>::value && D % 16 == 0 && DV % 16 == 0 && D + DV <= 128 &&
+                                 bytes <= kSharedBudget;
+};
+
+/// keysFar1 on the tensor cores. Per chunk of LK keys and far pair (i, j):
+/// G_ij = (P dO)^T R from member tiles (T, MT members: r rounded to T as the
+/// forward rounds it, P_nj dO_n rounded once), accumulated in registers and
+/// rounded to T once; GKC = K G^T and GTV = V G from the T tiles into fp32
+/// shared memory; the per-key epilogue is keysFar1's (fp32).
+template <class Cfg> __device__ void keysFar1Mma(const MuseParams &p, int j, int kh) {
+  using Tl = KeyDipoleMmaTiles<Cfg>;
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  constexpr int LK = Tl::LK, MT = Tl::MT, LDK = Tl::LDK, LDV = Tl::LDV, VP = DV + 1, DP = D + 1;
+  using MbG = MmaBlocks<DV, D, kBwdWarps>;
+  using MbC = MmaBlocks<LK, DV, kBwdWarps>;
+  using MbT = MmaBlocks<LK, D, kBwdWarps>;
+  __shared__ __align__(16) unsigned char raw[Tl::bytes];
+  T *Kh = reinterpret_cast<T *>(raw), *Vh = Kh + LK * LDK, *Gh = Vh + LK * LDV;
+  unsigned char *uni = reinterpret_cast<unsigned char *>(Gh + DV * LDK);
+  T *Rh = reinterpret_cast<T *>(uni), *Ph = Rh + MT * LDK;
+  float *cm = reinterpret_cast<float *>(Ph + MT * LDV), *GKC = reinterpret_cast<float *>(uni);
+  float *GTV = reinterpret_cast<float *>(uni + cmax(2 * (MT * LDK + MT * LDV) + 4 * MT, 4 * LK * VP));
+  float *dvS = GTV + LK * DP, *wS = dvS + LK * DV, *aS = wS + LK;
+  float *cen = aS + LK, *kb = cen + D, *gK = kb + D, *Gtv = gK + D, *vb = Gtv + D, *gV = vb + DV, *Gkb = gV + DV;
+  float *part = Gkb + DV, *gSig = part + kBwdWarps * D;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int b = kh / p.Hkv, hk = kh - b * p.Hkv, group = p.H / p.Hkv;
+  const int *koff = p.k_offsets + (long long)kh * (CK + 1);
+  const int kstart = koff[j], kcount = koff[j + 1] - kstart;
+  const int *kperm = p.k_perm + (long long)kh * p.M + kstart;
+  const bool add = p.seg_count > 0; // causal levels add onto dk, dv
+
+  if (kcount == 0) { // no stage-1 term for any pair of j
+    for (int g = 0; g < group; ++g) {
+      const int bh = b * p.H + hk * group + g;
+      for (int e = tid; e < CQ * D; e += kBwdThreads) {
+        const int i = e / D, d = e - i * D;
+        p.bwd_dqbar[(((long long)bh * CQ + i) * CK + j) * D + d] = 0.f;
+      }
+    }
+    return;
+  }
+
+  const MicroTile<LK, D, kBwdThreads> mK(tid);
+  for (int k0 = 0; k0 < kcount; k0 += LK) {
+    const int kn = cmin(LK, kcount - k0);
+    __syncthreads(); // the previous chunk's tiles are no longer read
+    for (int e = tid; e < LK * (D + DV) / 8; e += kBwdThreads) { // 8-element row segments
+      const int kk = e / ((D + DV) / 8), sg = 8 * (e - kk * ((D + DV) / 8));
+      float x[8] = {};
+      if (kk < kn) {
+        const int m = kperm[k0 + kk];
+        load8<T>(sg < D ? p.k : p.v, sg < D ? kRow(p, kh, m) + sg : vRow(p, kh, m) + sg - D, x);
+      }
+      store8<T>(sg < D ? &Kh[kk * LDK + sg] : &Vh[kk * LDV + sg - D], x);
+    }
+    for (int e = tid; e < LK * DV; e += kBwdThreads)
+      dvS[e] = 0.f;
+    float dk[decltype(mK)::TM][decltype(mK)::TN] = {};
+    for (int g = 0; g < group; ++g) {
+      const int bh = b * p.H + hk * group + g;
+      const HeadIndex hi(p, bh);
+      const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+      for (int i = 0; i < CQ; ++i) {
+        float *out = p.bwd_dqbar + (((long long)bh * CQ + i) * CK + j) * D;
+        const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
+        if (qcount == 0 || isNearPair<Cfg>(p, bh, i, j)) { // uniform over the block
+          if (k0 == 0)
+            for (int d = tid; d < D; d += kBwdThreads)
+              out[d] = 0.f; // no stage-1 term: near pairs are exact, empty ones absent
+          continue;
+        }
+        const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+        const float *sum_ij = p.summaries + (((long long)bh * CQ + i) * CK + j) * F;
+        const float *pair = p.bwd_pairs + (((long long)bh * CQ + i) * CK + j) * F;
+        const float lnm = sum_ij[0], gL = pair[0];
+        __syncthreads(); // the previous pair is done with the vectors, wS, aS, part, Gh
+        for (int d = tid; d < D; d += kBwdThreads) {
+          cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+          kb[d] = sum_ij[1 + d];
+          gK[d] = pair[1 + d];
+        }
+        for (int a = tid; a < DV; a += kBwdThreads) {
+          vb[a] = sum_ij[1 + D + a];
+          gV[a] = pair[1 + D + a];
+        }
+        __syncthreads();
+        for (int l = warp; l < LK; l += kBwdWarps) {
+          float s = 0.f;
+          for (int d = lane; d < D; d += 32)
+            s = fmaf(cen[d], toFloat(Kh[l * LDK + d]), s);
+          s = warpSum(s);
+          if (lane == 0)
+            wS[l] = l < kn ? expf(s - lnm) : 0.f;
+        }
+        // G_ij = sum over the members of P_nj dO_n r_n^T (DV x D).
+        float G[MbG::NB][2][4] = {};
+        float sP = 0.f; // sum_n P_nj (delta_n - dlse_n), thread 0's running sum
+        for (int s0 = 0; s0 < qcount; s0 += MT) {
+          const int tn = cmin(MT, qcount - s0);
+          __syncthreads(); // the previous member tile is no longer read
+          for (int e = tid; e < MT * (D + DV) / 8; e += kBwdThreads) { // 8-element row segments
+            const int r = e / ((D + DV) / 8), sg = 8 * (e - r * ((D + DV) / 8));
+            float x[8] = {};
+            if (r < tn) {
+              const int n = qperm[s0 + r];
+              if (sg < D) {
+                load8<T>(p.q, qRow(p, hi.b, hi.h, n) + sg, x);
+#pragma unroll
+                for (int c = 0; c < 8; ++c)
+                  x[c] = scaled(p, x[c]) - cen[sg + c];
+              } else {
+                load8<T>(p.dout, doRow(p, hi.b, hi.h, n) + sg - D, x);
+                const float P = p.bwd_pg[((long long)bh * p.N + n) * 2 * CK + 2 * j];
+#pragma unroll
+                for (int c = 0; c < 8; ++c)
+                  x[c] *= P;
+              }
+            }
+            store8<T>(sg < D ? &Rh[r * LDK + sg] : &Ph[r * LDV + sg - D], x);
+          }
+          for (int r = tid; r < MT; r += kBwdThreads) {
+            float c = 0.f;
+            if (r < tn) {
+              const int n = qperm[s0 + r];
+              c = p.bwd_pg[((long long)bh * p.N + n) * 2 * CK + 2 * j] *
+                  (p.bwd_delta[globalRow(p, bh, n)] - rowDLse(p, bh, n));
+            }
+            cm[r] = c;
+          }
+          __syncthreads();
+          mmaAccumulate<MbG, T>(
+              G, (tn + 15) / 16 * 16,
+              [&](unsigned(&af)[4], int m0, int kk) { loadATrans<LDV>(af, Ph, m0, kk, lane); },
+              [&](unsigned(&bb)[4], int kk, int n0) { loadBTrans<LDK>(bb, Rh, kk, n0, lane); });
+          if (tid == 0)
+            for (int r = 0; r < tn; ++r)
+              sP += cm[r];
+        }
+        __syncthreads(); // the member tiles are no longer read (GKC reuses them)
+        mmaForEach<MbG>(G, [&](int a, int d, float v0, float v1) {
+          *reinterpret_cast<unsigned *>(&Gh[a * LDK + d]) = pack2<T>(v0, v1);
+        });
+        if (tid == 0) {
+          float s = gL;
+          for (int a = 0; a < DV; ++a)
+            s = fmaf(-gV[a], vb[a], s);
+          *gSig = s + sP;
+        }
+        __syncthreads(); // Gh
+        for (int a = tid; a < DV; a += kBwdThreads) {
+          float s = 0.f;
+          for (int d = 0; d < D; ++d)
+            s = fmaf(toFloat(Gh[a * LDK + d]), kb[d], s);
+          Gkb[a] = s;
+        }
+        for (int d = tid; d < D; d += kBwdThreads) {
+          float s = 0.f;
+          for (int a = 0; a < DV; ++a)
+            s = fmaf(toFloat(Gh[a * LDK + d]), vb[a], s);
+          Gtv[d] = s;
+        }
+        {
+          float c[MbC::NB][2][4] = {};
+          mmaAccumulate<MbC, T>(
+              c, D, [&](unsigned(&af)[4], int m0, int kk) { loadA<LDK, T>(af, Kh, m0, kk, lane); },
+              [&](unsigned(&bb)[4], int kk, int n0) { loadBRows<LDK>(bb, Gh, kk, n0, lane); });
+          mmaForEach<MbC>(c, [&](int l, int a, float v0, float v1) {
+            GKC[l * VP + a] = v0;
+            GKC[l * VP + a + 1] = v1;
+          });
+        }
+        {
+          float c[MbT::NB][2][4] = {};
+          mmaAccumulate<MbT, T>(
+              c, DV, [&](unsigned(&af)[4], int m0, int kk) { loadA<LDV, T>(af, Vh, m0, kk, lane); },
+              [&](unsigned(&bb)[4], int kk, int n0) { loadBTrans<LDK>(bb, Gh, kk, n0, lane); });
+          mmaForEach<MbT>(c, [&](int l, int d, float v0, float v1) {
+            GTV[l * DP + d] = v0;
+            GTV[l * DP + d + 1] = v1;
+          });
+        }
+        __syncthreads(); // GKC, GTV, Gkb, Gtv, gSig
+        {
+          const float gs = *gSig;
+          float acc[cdiv(D, 32)] = {};
+          for (int l = warp; l < kn; l += kBwdWarps) {
+            const float w = wS[l];
+            float s = 0.f, vgk = 0.f;
+            for (int d = lane; d < D; d += 32)
+              s = fmaf(gK[d], toFloat(Kh[l * LDK + d]) - kb[d], s);
+            for (int a = lane; a < DV; a += 32) {
+              const float gkc = GKC[l * VP + a] - Gkb[a], vc = toFloat(Vh[l * LDV + a]) - vb[a];
+              s = fmaf(gV[a], vc, s);
+              vgk = fmaf(vc, gkc, vgk);
+              dvS[l * DV + a] = fmaf(w, gV[a] + gkc, dvS[l * DV + a]);
+            }
+            s = warpSum(s + vgk);
+            const float al = gL + s - gs, wa = w * al;
+            if (lane == 0)
+              aS[l] = al;
+#pragma unroll
+            for (int u = 0; u < cdiv(D, 32); ++u)
+              if (lane + 32 * u < D)
+                acc[u] = fmaf(wa, toFloat(Kh[l * LDK + lane + 32 * u]), acc[u]);
+          }
+#pragma unroll
+          for (int u = 0; u < cdiv(D, 32); ++u)
+            if (lane + 32 * u < D)
+              part[warp * D + lane + 32 * u] = acc[u];
+        }
+        __syncthreads(); // aS, part
+#pragma unroll
+        for (int r = 0; r < decltype(mK)::TM; ++r)
+#pragma unroll
+          for (int c = 0; c < decltype(mK)::TN; ++c) {
+            if (!mK.valid(r, c))
+              continue;
+            const int l = mK.row(r), d = mK.col(c);
+            if (l < kn)
+              dk[r][c] = fmaf(wS[l], gK[d] + GTV[l * DP + d] - Gtv[d] + aS[l] * cen[d], dk[r][c]);
+          }
+        for (int d = tid; d < D; d += kBwdThreads) {
+          float s = 0.f;
+          for (int w = 0; w < kBwdWarps; ++w)
+            s += part[w * D + d];
+          out[d] = k0 == 0 ? s : out[d] + s;
+        }
+      }
+    }
+    __syncthreads(); // dvS is complete
+#pragma unroll
+    for (int r = 0; r < decltype(mK)::TM; ++r) {
+      const int kk = mK.row(r);
+      if (kk >= kn)
+        continue;
+      float *row = p.dk + dkRowOff(p, kh, kperm[k0 + kk]);
+#pragma unroll
+      for (int c = 0; c < decltype(mK)::TN; ++c)
+        if (mK.valid(r, c))
+          row[mK.col(c)] = add ? row[mK.col(c)] + dk[r][c] : dk[r][c];
+    }
+    for (int e = tid; e < kn * DV; e += kBwdThreads) {
+      const int kk = e / DV, a = e - kk * DV;
+      float *row = p.dv + dvRowOff(p, kh, kperm[k0 + kk]);
+      row[a] = add ? row[a] + dvS[e] : dvS[e];
+    }
+  }
+}
+
 /// The near pairs of key cluster j, exactly: one warp per key, the members of
 /// i in permutation order, added onto the dk, dv rows the far field wrote.
 template <class Cfg> __device__ void keysNear(const MuseParams &p, int j, int kh) {
@@ -530,6 +793,8 @@ template <class Cfg> __device__ void backward_keys(const MuseParams &p) {
       keysFar0<Cfg, 16>(p, j, kh, smem);
     else
       keysFar0<Cfg, Tl::KT>(p, j, kh, smem);
+  } else if constexpr (KeyDipoleMmaTiles<Cfg>::usable) {
+    keysFar1Mma<Cfg>(p, j, kh);
   } else {
     __shared__ float smem[KeyDipoleTiles<Cfg>::floats];
     keysFar1<Cfg>(p, j, kh, smem);

@@ -403,6 +403,212 @@ template <class Cfg, int QT> __device__ void rowsDipole(const MuseParams &p, flo
   }
 }
 
+/// Tiles of the order-1 rows on the tensor cores (16-bit inputs, D + Dv <=
+/// 128): rowsDipole's schedule with Sigma_ij, R Sigma^T and dO Sigma as
+/// mma.sync products of T tiles (fp32 accumulators).
+template <class Cfg> struct RowDipoleMmaTiles {
+  using T = typename Cfg::T;
+  static constexpr int D = Cfg::D, DV = Cfg::DV, QT = 32, LK = 32;
+  static constexpr int LDK = D + 8, LDV = DV + 8; // padded rows: conflict-free ldmatrix
+  static constexpr int KEYS = 2 * (LK * LDK + LK * LDV) + 4 * LK; // kc, w vc (T), w
+  static constexpr int OUT = 4 * (QT * (DV + 1) + QT * (D + 1));  // Y, Z (fp32)
+  static constexpr int bytes = 2 * (QT * LDK + QT * LDV + DV * LDK) + cmax(KEYS, OUT) +
+                               4 * (QT * (D + 1) + 5 * QT + 2 * D + DV);
+  static constexpr bool usable = TensorCoreType<T>::value && D % 16 == 0 && DV % 16 == 0 && D + DV <= 128 &&
+                                 bytes <= kSharedBudget;
+};
+
+/// rowsDipole on the tensor cores. Per chunk of QT members and far key
+/// cluster j: Sigma_ij from tiles of LK keys, centred on kbar_ij, vbar_ij and
+/// weighted in fp32, rounded to T (kc, w vc), accumulated in registers over
+/// the tiles and rounded to T once; Y = R Sigma^T and Z = dO Sigma (R: the
+/// residuals rounded to T, as the forward's dipole rounds them) into fp32
+/// shared memory; the per-member epilogue is rowsDipole's (P from the fp32
+/// residuals).
+template <class Cfg> __device__ void rowsDipoleMma(const MuseParams &p) {
+  using Tl = RowDipoleMmaTiles<Cfg>;
+  using T = typename Cfg::T;
+  constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
+  constexpr int QT = Tl::QT, LK = Tl::LK, LDK = Tl::LDK, LDV = Tl::LDV, DP = D + 1, VP = DV + 1;
+  using MbS = MmaBlocks<DV, D, kBwdWarps>;
+  using MbY = MmaBlocks<QT, DV, kBwdWarps>;
+  using MbZ = MmaBlocks<QT, D, kBwdWarps>;
+  __shared__ __align__(16) unsigned char raw[Tl::bytes];
+  T *Rh = reinterpret_cast<T *>(raw), *dOh = Rh + QT * LDK, *Sh = dOh + QT * LDV;
+  unsigned char *uni = reinterpret_cast<unsigned char *>(Sh + DV * LDK);
+  T *KCh = reinterpret_cast<T *>(uni), *WVh = KCh + LK * LDK;
+  float *wk = reinterpret_cast<float *>(WVh + LK * LDV);
+  float *Ys = reinterpret_cast<float *>(uni), *Zs = Ys + QT * VP;
+  float *Rs = reinterpret_cast<float *>(uni + cmax(Tl::KEYS, Tl::OUT));
+  float *lseS = Rs + QT * DP, *cS = lseS + QT, *tS = cS + QT, *Ps = tS + QT, *gS = Ps + QT;
+  float *cen = gS + QT, *kb = cen + D, *vb = kb + D;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int i = blockIdx.x, bh = blockIdx.y;
+  const HeadIndex hi(p, bh);
+  const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
+  const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
+  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
+  const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
+  const int *koff = p.k_offsets + (long long)hi.kh * (CK + 1);
+  const int *kperm = p.k_perm + (long long)hi.kh * p.M;
+  for (int d = tid; d < D; d += kBwdThreads)
+    cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  const MicroTile<QT, D, kBwdThreads> mR(tid);
+
+  for (int m0 = 0; m0 < qcount; m0 += QT) {
+    const int mn = cmin(QT, qcount - m0);
+    __syncthreads(); // cen is written; the previous chunk is no longer read
+    for (int e = tid; e < QT * (D + DV) / 8; e += kBwdThreads) { // 8-element row segments
+      const int r = e / ((D + DV) / 8), sg = 8 * (e - r * ((D + DV) / 8));
+      float x[8] = {};
+      if (r < mn) {
+        const int n = qperm[m0 + r];
+        if (sg < D) {
+          load8<T>(p.q, qRow(p, hi.b, hi.h, n) + sg, x);
+#pragma unroll
+          for (int c = 0; c < 8; ++c)
+            x[c] = scaled(p, x[c]) - cen[sg + c];
+        } else {
+          load8<T>(p.dout, doRow(p, hi.b, hi.h, n) + sg - D, x);
+        }
+      }
+      if (sg < D)
+#pragma unroll
+        for (int c = 0; c < 8; ++c)
+          Rs[r * DP + sg + c] = x[c];
+      store8<T>(sg < D ? &Rh[r * LDK + sg] : &dOh[r * LDV + sg - D], x);
+    }
+    rowsMemberStats<Cfg>(p, hi, bh, qperm + m0, mn, lseS, cS);
+    float dr[decltype(mR)::TM][decltype(mR)::TN] = {};
+    for (int j = 0; j < CK; ++j) {
+      const float lnm = sum_i[(long long)j * F];
+      if (lnm == -kInf() || isNearPair<Cfg>(p, bh, i, j)) { // uniform over the block
+        for (int r = tid; r < mn; r += kBwdThreads) {
+          float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * j;
+          pg[0] = pg[1] = 0.f;
+        }
+        continue;
+      }
+      __syncthreads(); // the previous pair is done with kb, vb, tS, Ps, gS, Sh, Ys, Zs
+      for (int d = tid; d < D; d += kBwdThreads)
+        kb[d] = sum_i[(long long)j * F + 1 + d];
+      for (int a = tid; a < DV; a += kBwdThreads)
+        vb[a] = sum_i[(long long)j * F + 1 + D + a];
+      // Sigma_ij = sum_l (w_l / Z)(v_l - vbar)(k_l - kbar)^T over tiles of LK keys.
+      float S[MbS::NB][2][4] = {};
+      const int kstart = koff[j], kcount = koff[j + 1] - kstart;
+      for (int l0 = 0; l0 < kcount; l0 += LK) {
+        const int tk = cmin(LK, kcount - l0);
+        __syncthreads(); // kb, vb written; the previous key tile is no longer read
+        for (int e = tid; e < LK * (D + DV) / 8; e += kBwdThreads) { // 8-element row segments
+          const int l = e / ((D + DV) / 8), sg = 8 * (e - l * ((D + DV) / 8));
+          float x[8] = {};
+          if (l < tk) {
+            const int m = kperm[kstart + l0 + l];
+            load8<T>(sg < D ? p.k : p.v, sg < D ? kRow(p, hi.kh, m) + sg : vRow(p, hi.kh, m) + sg - D, x);
+          }
+          store8<T>(sg < D ? &KCh[l * LDK + sg] : &WVh[l * LDV + sg - D], x);
+        }
+        __syncthreads();
+        for (int l = warp; l < LK; l += kBwdWarps) {
+          float s = 0.f;
+          for (int d = lane; d < D; d += 32)
+            s = fmaf(cen[d], toFloat(KCh[l * LDK + d]), s);
+          s = warpSum(s);
+          if (lane == 0)
+            wk[l] = l < tk ? expf(s - lnm) : 0.f;
+        }
+        __syncthreads();
+        for (int e = tid; e < LK * (D + DV) / 8; e += kBwdThreads) { // centre (and weight) in place
+          const int l = e / ((D + DV) / 8), sg = 8 * (e - l * ((D + DV) / 8));
+          T *row = sg < D ? &KCh[l * LDK + sg] : &WVh[l * LDV + sg - D];
+          float x[8];
+          load8<T>(row, 0, x);
+          const float w = sg < D ? (l < tk ? 1.f : 0.f) : wk[l];
+          const float *mean = sg < D ? kb + sg : vb + sg - D;
+#pragma unroll
+          for (int c = 0; c < 8; ++c)
+            x[c] = w * (x[c] - mean[c]);
+          store8<T>(row, x);
+        }
+        __syncthreads();
+        mmaAccumulate<MbS, T>(
+            S, (tk + 15) / 16 * 16,
+            [&](unsigned(&af)[4], int r0, int kk) { loadATrans<LDV>(af, WVh, r0, kk, lane); },
+            [&](unsigned(&bb)[4], int kk, int n0) { loadBTrans<LDK>(bb, KCh, kk, n0, lane); });
+      }
+      mmaForEach<MbS>(S, [&](int a, int d, float v0, float v1) {
+        *reinterpret_cast<unsigned *>(&Sh[a * LDK + d]) = pack2<T>(v0, v1);
+      });
+      __syncthreads(); // Sh; the key tiles are no longer read (Ys, Zs reuse them)
+      {
+        float y[MbY::NB][2][4] = {};
+        mmaAccumulate<MbY, T>(
+            y, D, [&](unsigned(&af)[4], int r0, int kk) { loadA<LDK, T>(af, Rh, r0, kk, lane); },
+            [&](unsigned(&bb)[4], int kk, int n0) { loadBRows<LDK>(bb, Sh, kk, n0, lane); });
+        mmaForEach<MbY>(y, [&](int r, int a, float v0, float v1) {
+          Ys[r * VP + a] = v0;
+          Ys[r * VP + a + 1] = v1;
+        });
+        float z[MbZ::NB][2][4] = {};
+        mmaAccumulate<MbZ, T>(
+            z, DV, [&](unsigned(&af)[4], int r0, int kk) { loadA<LDV, T>(af, dOh, r0, kk, lane); },
+            [&](unsigned(&bb)[4], int kk, int n0) { loadBTrans<LDK>(bb, Sh, kk, n0, lane); });
+        mmaForEach<MbZ>(z, [&](int r, int d, float v0, float v1) {
+          Zs[r * DP + d] = v0;
+          Zs[r * DP + d + 1] = v1;
+        });
+      }
+      __syncthreads(); // Ys, Zs
+      for (int r = warp; r < QT; r += kBwdWarps) {
+        float s = 0.f, u = 0.f;
+        for (int d = lane; d < D; d += 32)
+          s = fmaf(Rs[r * DP + d], kb[d], s);
+        for (int a = lane; a < DV; a += 32) {
+          const float o = toFloat(dOh[r * LDV + a]);
+          u = fmaf(o, vb[a] + Ys[r * VP + a], u);
+        }
+        s = warpSum(s);
+        u = warpSum(u);
+        const float P = r < mn ? expf(lnm + s - lseS[r]) : 0.f;
+        const float g = r < mn ? P * (u - cS[r]) : 0.f; // cS past mn is stale
+        if (lane == 0) {
+          Ps[r] = P;
+          gS[r] = g;
+          if (r < mn) {
+            float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * j;
+            pg[0] = P;
+            pg[1] = g;
+          }
+        }
+      }
+      __syncthreads(); // Ps, gS
+#pragma unroll
+      for (int r = 0; r < decltype(mR)::TM; ++r)
+#pragma unroll
+        for (int c = 0; c < decltype(mR)::TN; ++c) {
+          const int row = mR.valid(r, c) ? mR.row(r) : 0, col = mR.valid(r, c) ? mR.col(c) : 0;
+          dr[r][c] = fmaf(Ps[row], Zs[row * DP + col], fmaf(gS[row], kb[col], dr[r][c]));
+        }
+    }
+    // dL/dr of the chunk to bwd_dr, then one warp per member finishes its row.
+#pragma unroll
+    for (int a = 0; a < decltype(mR)::TM; ++a) {
+      const int r = mR.row(a);
+      if (r >= mn)
+        continue;
+      float *row = p.bwd_dr + ((long long)bh * p.N + qperm[m0 + r]) * D;
+#pragma unroll
+      for (int c = 0; c < decltype(mR)::TN; ++c)
+        if (mR.valid(a, c))
+          row[mR.col(c)] = dr[a][c];
+    }
+    __syncthreads(); // bwd_dr rows of the chunk are written and visible to the block
+    rowsFinish<Cfg>(p, hi, bh, i, qperm + m0, mn, lseS, cS);
+  }
+}
+
 /// Tiles of the order-0 rows on the tensor cores: chunks of QT members (a
 /// warp per 16) meet JT key clusters at a time.
 template <class Cfg> struct RowMmaTiles {
@@ -582,6 +788,8 @@ template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
       rowsTiled<Cfg, 16>(p, smem);
     else
       rowsTiled<Cfg, Tl::QT>(p, smem);
+  } else if constexpr (RowDipoleMmaTiles<Cfg>::usable) {
+    rowsDipoleMma<Cfg>(p);
   } else {
     using Tl = RowDipoleTiles<Cfg>;
     __shared__ float smem[Tl::floats];

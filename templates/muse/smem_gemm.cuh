@@ -195,6 +195,73 @@ __device__ __forceinline__ void loadA(unsigned (&r)[4], const T *base, int m0, i
   ldsmX4(r, base + row * LD + col);
 }
 
+/// B fragments (b0, b1) of two adjacent n8 tiles (columns n0..n0+15) of a
+/// k16 x n16 block B(k, n) = S(n, k) where S is stored row-major (n rows of LD
+/// elements, k contiguous): r[0], r[1] for n0..n0+7, r[2], r[3] for n0+8...
+template <int LD, class T>
+__device__ __forceinline__ void loadBRows(unsigned (&r)[4], const T *base, int k0, int n0, int lane) {
+  ldsmX4(r, base + (n0 + (lane & 7) + ((lane >> 4) & 1) * 8) * LD + k0 + ((lane >> 3) & 1) * 8);
+}
+
+/// Eight floats rounded to T and stored as one 16-byte row segment (dst
+/// 16-byte aligned).
+template <class T> __device__ __forceinline__ void store8(T *dst, const float (&x)[8]) {
+  uint4 u;
+  u.x = pack2<T>(x[0], x[1]);
+  u.y = pack2<T>(x[2], x[3]);
+  u.z = pack2<T>(x[4], x[5]);
+  u.w = pack2<T>(x[6], x[7]);
+  *reinterpret_cast<uint4 *>(dst) = u;
+}
+
+/// Block-shared products on the tensor cores: C (M x N) is cut into 16 x 16
+/// blocks, block b belonging to warp b % W; a warp's nb-th block is
+/// acc[nb][h] (h: the n8 half) in mma16816's accumulator layout.
+template <int M, int N, int W> struct MmaBlocks {
+  static_assert(M % 16 == 0 && N % 16 == 0, "16 x 16 blocks");
+  static constexpr int BN = N / 16, BLOCKS = (M / 16) * BN, NB = cdiv(BLOCKS, W);
+  __device__ static bool live(int nb, int warp) { return warp + W * nb < BLOCKS; }
+  __device__ static int m0(int nb, int warp) { return (warp + W * nb) / BN * 16; }
+  __device__ static int n0(int nb, int warp) { return (warp + W * nb) % BN * 16; }
+};
+
+/// acc += A B over k < kEnd (a multiple of 16) for the calling warp's blocks:
+/// aLoad(af, m0, k0) fills an A fragment (rows m0.., columns k0..), bLoad(bb,
+/// k0, n0) the B fragments of columns n0..n0+15 (loadBTrans, loadBRows).
+template <class Mb, class T, class AL, class BL>
+__device__ __forceinline__ void mmaAccumulate(float (&acc)[Mb::NB][2][4], int kEnd, AL aLoad, BL bLoad) {
+  const int warp = threadIdx.x / 32;
+  for (int k0 = 0; k0 < kEnd; k0 += 16) {
+#pragma unroll
+    for (int nb = 0; nb < Mb::NB; ++nb) {
+      if (!Mb::live(nb, warp))
+        continue;
+      unsigned af[4], bb[4];
+      aLoad(af, Mb::m0(nb, warp), k0);
+      bLoad(bb, k0, Mb::n0(nb, warp));
+      mma16816<T>(acc[nb][0], af, bb[0], bb[1]);
+      mma16816<T>(acc[nb][1], af, bb[2], bb[3]);
+    }
+  }
+}
+
+/// f(row, col, v0, v1) for the pairs (row, col), (row, col + 1) of the
+/// calling lane's share of acc.
+template <class Mb, class F> __device__ __forceinline__ void mmaForEach(const float (&acc)[Mb::NB][2][4], F f) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+#pragma unroll
+  for (int nb = 0; nb < Mb::NB; ++nb) {
+    if (!Mb::live(nb, warp))
+      continue;
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr)
+        f(Mb::m0(nb, warp) + g + 8 * rr, Mb::n0(nb, warp) + 8 * h + 2 * t4, acc[nb][h][2 * rr],
+          acc[nb][h][2 * rr + 1]);
+  }
+}
+
 /// 16 bytes global -> shared without a register round trip (sm_80+), both
 /// addresses 16-byte aligned; visible to the copying thread after
 /// cpAsyncWaitAll, to the block after a barrier that follows it.
