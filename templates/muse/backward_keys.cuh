@@ -7,21 +7,22 @@
 //   kc = k_l - kbar, vc = v_l - vbar; gL, gK, gV are the sums over the
 //   members of i that backward_pairs left in bwd_pairs):
 //     gL = sum g_nj,  gK = sum g_nj r_n,  gV = sum P_nj dO_n
-//     G  = sum P_nj dO_n r_n^T   (order 1; never formed: G kc and G^T vc are
-//                                 sums over n)
+//     G  = sum P_nj dO_n r_n^T   (order 1, Dv x D, formed per pair and chunk)
 //     a_l  = gL + gK.kc + gV.vc + [order 1] (vc.G kc - <G, Sigma_ij>)
 //     dk_l += w_l gK + w_l a_l qbar + [order 1] w_l G^T vc
 //     dv_l += w_l gV + [order 1] w_l G kc
 //     dL/dqbar_i (stage-1 part for j) = sum_l w_l a_l k_l -> bwd_dqbar[i, j]
-//   with <G, Sigma_ij> = sum_l w_l vc.G kc, a first pass over the keys.
+//   with <G, Sigma_ij> = sum_l w_l vc.G kc (= sum_n P_nj dO_n . Sigma_ij r_n).
 //   near pair: every member n of i, exactly (after the far pairs):
 //     p_nl = e^{x_n.k_l - lse_n},  g = p_nl (dO_n.v_l - delta_n + dlse_n)
 //     dk_l += g x_n,  dv_l += p_nl dO_n
-// Order 0 runs the far pairs on the tensor cores for 16-bit inputs with
-// D + Dv <= 128 (keysFar0Mma, backward_keys_mma.cuh), else as small fp32
-// products of shared-memory tiles (keysFar0); order 1 keeps one warp per key
-// (keysFar1). Every sum runs in a
-// fixed order: the results do not depend on scheduling.
+// The far pairs run on the tensor cores for 16-bit inputs with D + Dv <= 128
+// (order 0 keysFar0Mma in backward_keys_mma.cuh, order 1 keysFar1Mma), else
+// as small fp32 products of shared-memory tiles (keysFar0, keysFar1); order 1
+// forms G once per pair and chunk of keys (from the members of i) and uses
+// <G, Sigma_ij> = gL - gV.vbar + sum_n P_nj (delta_n - dlse_n) instead of a
+// first sweep over the keys. Every sum runs in a fixed order: the results do
+// not depend on scheduling.
 // Grid (CK, B*Hkv), block kBwdThreads.
 //
 //===----------------------------------------------------------------------===//

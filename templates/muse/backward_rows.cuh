@@ -8,15 +8,13 @@
 //                       dL/dr_n += g_nj kbar_ij + [order 1] P_nj Sigma_ij^T dO_n
 //   near key l:         p_nl = e^{x_n.k_l - lse_n}
 //                       dL/dx_n += p_nl (dO_n . v_l - delta_n + dlse_n) k_l
-// Sigma_ij is never formed: Sigma_ij r = sum_l w_l (v_l - vbar)(k_l - kbar).r
-// over the members of j (w_l = e^{qbar.k_l - lnmass_ij}), evaluated per key.
 // Writes dq_n = dL/dx_n (unscaled and without the centroid term; the centroid
 // kernel finishes it), bwd_dr_n = dL/dr_n, bwd_delta_n and (P_nj, g_nj) for
-// the key kernel. Order 1: one warp per query (rowsWarp), grid
-// (ceil(N / kBwdWarps), B*H); order 0: the members of a query cluster as
-// tiles, on the tensor cores for 16-bit inputs with D + Dv <= 128
-// (rowsTiledMma), else fp32 shared-memory products (rowsTiled), grid
-// (CQ, B*H). Block kBwdThreads.
+// the key kernel. Grid (CQ, B*H), block kBwdThreads: the members of a query
+// cluster as tiles, on the tensor cores for 16-bit inputs with D + Dv <= 128
+// (order 0 rowsTiledMma, order 1 rowsDipoleMma), else fp32 shared-memory
+// products (rowsTiled, rowsDipole). Order 1 forms Sigma_ij once per chunk of
+// members (from the keys of j) and applies it to the chunk as products.
 // Causal levels run it on the served view: cluster from `served`, delta and
 // lse of the whole sequence, dq += scale * dL/dx_n (templates/README.md).
 //
