@@ -35,6 +35,49 @@
 
 namespace muse {
 
+/// Key cluster j of kv head kh has no keys: no stage-1 term for any pair
+/// (i, j), so its dq̄ rows are zero. The far-field kernels below assume at
+/// least one key.
+template <class Cfg> __device__ void keysEmptyCluster(const MuseParams &p, int j, int kh) {
+  constexpr int D = Cfg::D, CQ = Cfg::CQ, CK = Cfg::CK;
+  const int b = kh / p.Hkv, hk = kh - b * p.Hkv, group = p.H / p.Hkv;
+  for (int g = 0; g < group; ++g) {
+    const int bh = b * p.H + hk * group + g;
+    for (int e = threadIdx.x; e < CQ * D; e += kBwdThreads) {
+      const int i = e / D, d = e - i * D;
+      p.bwd_dqbar[(((long long)bh * CQ + i) * CK + j) * D + d] = 0.f;
+    }
+  }
+}
+
+/// The rows kk < kn of a chunk's gradient micro tile (row kk: key kperm[kk])
+/// stored into `grad` at row(key) (acausal) or added onto it (causal levels).
+template <class Mt, int TM, int TN, class Row>
+__device__ __forceinline__ void storeKeyTile(const Mt &mt, const float (&acc)[TM][TN], Row row,
+                                             const int *kperm, int kn, bool add) {
+#pragma unroll
+  for (int a = 0; a < TM; ++a) {
+    const int kk = mt.row(a);
+    if (kk >= kn)
+      continue;
+    float *r = row(kperm[kk]);
+#pragma unroll
+    for (int c = 0; c < TN; ++c)
+      if (mt.valid(a, c))
+        r[mt.col(c)] = add ? r[mt.col(c)] + acc[a][c] : acc[a][c];
+  }
+}
+
+/// The same for a chunk's gradient rows held in shared memory (kn rows of W floats).
+template <int W, class Row>
+__device__ __forceinline__ void storeKeyRows(const float *src, Row row, const int *kperm, int kn, bool add) {
+  for (int e = threadIdx.x; e < kn * W; e += kBwdThreads) {
+    const int kk = e / W, a = e - kk * W;
+    float *r = row(kperm[kk]);
+    r[a] = add ? r[a] + src[e] : src[e];
+  }
+}
+
 /// Tiles of the order-0 far field: up to KT keys of j (staged once per
 /// chunk) meet IT query clusters at a time. Rows are padded by one float so
 /// that threads reading one column of several rows hit different banks.
@@ -77,17 +120,6 @@ __device__ void keysFar0(const MuseParams &p, int j, int kh, float *smem) {
   const int kstart = koff[j], kcount = koff[j + 1] - kstart;
   const int *kperm = p.k_perm + (long long)kh * p.M + kstart;
   const bool add = p.seg_count > 0; // causal levels add onto dk, dv
-
-  if (kcount == 0) { // no stage-1 term for any pair of j
-    for (int g = 0; g < group; ++g) {
-      const int bh = b * p.H + hk * group + g;
-      for (int e = tid; e < CQ * D; e += kBwdThreads) {
-        const int i = e / D, d = e - i * D;
-        p.bwd_dqbar[(((long long)bh * CQ + i) * CK + j) * D + d] = 0.f;
-      }
-    }
-    return;
-  }
 
   const MicroTile<KT, IT, kBwdThreads> mA(tid);
   const MicroTile<KT, D, kBwdThreads> mK(tid);
@@ -159,28 +191,8 @@ __device__ void keysFar0(const MuseParams &p, int j, int kh, float *smem) {
           }
       }
     }
-#pragma unroll
-    for (int a = 0; a < decltype(mK)::TM; ++a) {
-      const int kk = mK.row(a);
-      if (kk >= kn)
-        continue;
-      float *row = p.dk + dkRowOff(p, kh, kperm[k0 + kk]);
-#pragma unroll
-      for (int c = 0; c < decltype(mK)::TN; ++c)
-        if (mK.valid(a, c))
-          row[mK.col(c)] = add ? row[mK.col(c)] + dk[a][c] : dk[a][c];
-    }
-#pragma unroll
-    for (int a = 0; a < decltype(mV)::TM; ++a) {
-      const int kk = mV.row(a);
-      if (kk >= kn)
-        continue;
-      float *row = p.dv + dvRowOff(p, kh, kperm[k0 + kk]);
-#pragma unroll
-      for (int c = 0; c < decltype(mV)::TN; ++c)
-        if (mV.valid(a, c))
-          row[mV.col(c)] = add ? row[mV.col(c)] + dv[a][c] : dv[a][c];
-    }
+    storeKeyTile(mK, dk, [&](int m) { return p.dk + dkRowOff(p, kh, m); }, kperm + k0, kn, add);
+    storeKeyTile(mV, dv, [&](int m) { return p.dv + dvRowOff(p, kh, m); }, kperm + k0, kn, add);
   }
 }
 
@@ -235,17 +247,6 @@ template <class Cfg> __device__ void keysFar1(const MuseParams &p, int j, int kh
   const int kstart = koff[j], kcount = koff[j + 1] - kstart;
   const int *kperm = p.k_perm + (long long)kh * p.M + kstart;
   const bool add = p.seg_count > 0; // causal levels add onto dk, dv
-
-  if (kcount == 0) { // no stage-1 term for any pair of j
-    for (int g = 0; g < group; ++g) {
-      const int bh = b * p.H + hk * group + g;
-      for (int e = tid; e < CQ * D; e += kBwdThreads) {
-        const int i = e / D, d = e - i * D;
-        p.bwd_dqbar[(((long long)bh * CQ + i) * CK + j) * D + d] = 0.f;
-      }
-    }
-    return;
-  }
 
   const MicroTile<DVT, D, kBwdThreads> mG(tid);
   const MicroTile<LK, DVT, kBwdThreads> mC(tid);
@@ -439,22 +440,8 @@ template <class Cfg> __device__ void keysFar1(const MuseParams &p, int j, int kh
       }
     }
     __syncthreads(); // dvS is complete
-#pragma unroll
-    for (int r = 0; r < decltype(mK)::TM; ++r) {
-      const int kk = mK.row(r);
-      if (kk >= kn)
-        continue;
-      float *row = p.dk + dkRowOff(p, kh, kperm[k0 + kk]);
-#pragma unroll
-      for (int c = 0; c < decltype(mK)::TN; ++c)
-        if (mK.valid(r, c))
-          row[mK.col(c)] = add ? row[mK.col(c)] + dk[r][c] : dk[r][c];
-    }
-    for (int e = tid; e < kn * DV; e += kBwdThreads) {
-      const int kk = e / DV, a = e - kk * DV;
-      float *row = p.dv + dvRowOff(p, kh, kperm[k0 + kk]);
-      row[a] = add ? row[a] + dvS[e] : dvS[e];
-    }
+    storeKeyTile(mK, dk, [&](int m) { return p.dk + dkRowOff(p, kh, m); }, kperm + k0, kn, add);
+    storeKeyRows<DV>(dvS, [&](int m) { return p.dv + dvRowOff(p, kh, m); }, kperm + k0, kn, add);
   }
 }
 
@@ -502,17 +489,6 @@ template <class Cfg> __device__ void keysFar1Mma(const MuseParams &p, int j, int
   const int kstart = koff[j], kcount = koff[j + 1] - kstart;
   const int *kperm = p.k_perm + (long long)kh * p.M + kstart;
   const bool add = p.seg_count > 0; // causal levels add onto dk, dv
-
-  if (kcount == 0) { // no stage-1 term for any pair of j
-    for (int g = 0; g < group; ++g) {
-      const int bh = b * p.H + hk * group + g;
-      for (int e = tid; e < CQ * D; e += kBwdThreads) {
-        const int i = e / D, d = e - i * D;
-        p.bwd_dqbar[(((long long)bh * CQ + i) * CK + j) * D + d] = 0.f;
-      }
-    }
-    return;
-  }
 
   const MicroTile<LK, D, kBwdThreads> mK(tid);
   for (int k0 = 0; k0 < kcount; k0 += LK) {
@@ -702,22 +678,8 @@ template <class Cfg> __device__ void keysFar1Mma(const MuseParams &p, int j, int
       }
     }
     __syncthreads(); // dvS is complete
-#pragma unroll
-    for (int r = 0; r < decltype(mK)::TM; ++r) {
-      const int kk = mK.row(r);
-      if (kk >= kn)
-        continue;
-      float *row = p.dk + dkRowOff(p, kh, kperm[k0 + kk]);
-#pragma unroll
-      for (int c = 0; c < decltype(mK)::TN; ++c)
-        if (mK.valid(r, c))
-          row[mK.col(c)] = add ? row[mK.col(c)] + dk[r][c] : dk[r][c];
-    }
-    for (int e = tid; e < kn * DV; e += kBwdThreads) {
-      const int kk = e / DV, a = e - kk * DV;
-      float *row = p.dv + dvRowOff(p, kh, kperm[k0 + kk]);
-      row[a] = add ? row[a] + dvS[e] : dvS[e];
-    }
+    storeKeyTile(mK, dk, [&](int m) { return p.dk + dkRowOff(p, kh, m); }, kperm + k0, kn, add);
+    storeKeyRows<DV>(dvS, [&](int m) { return p.dv + dvRowOff(p, kh, m); }, kperm + k0, kn, add);
   }
 }
 
@@ -779,6 +741,11 @@ template <class Cfg> __device__ void keysNear(const MuseParams &p, int j, int kh
 
 template <class Cfg> __device__ void backward_keys(const MuseParams &p) {
   const int j = blockIdx.x, kh = blockIdx.y;
+  const int *koff = p.k_offsets + (long long)kh * (Cfg::CK + 1);
+  if (koff[j + 1] == koff[j]) { // uniform over the block; no near pair has keys either
+    keysEmptyCluster<Cfg>(p, j, kh);
+    return;
+  }
   if constexpr (Cfg::ORDER == 0 && KeyMmaTiles<Cfg>::usable) {
     keysFar0Mma<Cfg>(p, j, kh);
   } else if constexpr (Cfg::ORDER == 0) {
@@ -786,7 +753,6 @@ template <class Cfg> __device__ void backward_keys(const MuseParams &p) {
     // One buffer for every tile size (static shared memory of separate
     // instantiations would add up).
     __shared__ float smem[Tl::floats(Tl::KT)];
-    const int *koff = p.k_offsets + (long long)kh * (Cfg::CK + 1);
     const int kcount = koff[j + 1] - koff[j];
     if (kcount <= 8)
       keysFar0<Cfg, 8>(p, j, kh, smem);

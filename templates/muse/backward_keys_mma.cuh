@@ -95,7 +95,8 @@ __device__ __forceinline__ void keysPairTerms(const MuseParams &p, int bh, int j
 
 /// Order 0, far pairs of key cluster j of kv head kh (keysFar0's contract:
 /// dk, dv stored, or added in causal levels and for later heads of the group;
-/// bwd_dqbar[i, j] stored by the first chunk, added by later ones).
+/// bwd_dqbar[i, j] stored by the first chunk, added by later ones; j has keys,
+/// backward_keys handles empty clusters).
 template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int kh) {
   using Tl = KeyMmaTiles<Cfg>;
   using T = typename Cfg::T;
@@ -117,14 +118,6 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
   const int *kperm = p.k_perm + (long long)kh * p.M + kstart;
   const T *kp = static_cast<const T *>(p.k), *vp = static_cast<const T *>(p.v);
   const int ra = 16 * warp + g, rb = ra + 8; // this lane's two key rows of the chunk
-  if (kcount == 0) { // no stage-1 term for any pair of j
-    for (int gh = 0; gh < group; ++gh) {
-      const int bh = b * p.H + hk * group + gh;
-      for (int e = tid; e < CQ * D; e += kBwdThreads)
-        p.bwd_dqbar[(((long long)bh * CQ + e / D) * CK + j) * D + e % D] = 0.f;
-    }
-    return;
-  }
 
   for (int gh = 0; gh < group; ++gh) {
     const int bh = b * p.H + hk * group + gh;

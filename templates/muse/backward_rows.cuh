@@ -136,6 +136,16 @@ __device__ void rowsFinish(const MuseParams &p, const HeadIndex &hi, int bh, int
   }
 }
 
+/// (P_nj, g_nj) = 0 for the chunk's members where key cluster j has no far
+/// term (empty, or a near pair).
+template <class Cfg>
+__device__ __forceinline__ void rowsClearPair(const MuseParams &p, int bh, const int *members, int mn, int j) {
+  for (int r = threadIdx.x; r < mn; r += kBwdThreads) {
+    float *pg = p.bwd_pg + ((long long)bh * p.N + members[r]) * 2 * Cfg::CK + 2 * j;
+    pg[0] = pg[1] = 0.f;
+  }
+}
+
 /// Order 0: block (i, bh) takes the members of query cluster i (q_perm
 /// order; causal levels: the served queries) in chunks of QT and, per tile of
 /// JT key clusters, forms S = R KB^T and U = dO VB^T (R: the members'
@@ -308,10 +318,7 @@ template <class Cfg, int QT> __device__ void rowsDipole(const MuseParams &p, flo
     for (int j = 0; j < CK; ++j) {
       const float lnm = sum_i[(long long)j * F];
       if (lnm == -kInf() || isNearPair<Cfg>(p, bh, i, j)) { // uniform over the block
-        for (int r = tid; r < mn; r += kBwdThreads) {
-          float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * j;
-          pg[0] = pg[1] = 0.f;
-        }
+        rowsClearPair<Cfg>(p, bh, qperm + m0, mn, j);
         continue;
       }
       __syncthreads(); // the previous pair is done with kb, vb, tS, Ps, gS
@@ -482,10 +489,7 @@ template <class Cfg> __device__ void rowsDipoleMma(const MuseParams &p) {
     for (int j = 0; j < CK; ++j) {
       const float lnm = sum_i[(long long)j * F];
       if (lnm == -kInf() || isNearPair<Cfg>(p, bh, i, j)) { // uniform over the block
-        for (int r = tid; r < mn; r += kBwdThreads) {
-          float *pg = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * j;
-          pg[0] = pg[1] = 0.f;
-        }
+        rowsClearPair<Cfg>(p, bh, qperm + m0, mn, j);
         continue;
       }
       __syncthreads(); // the previous pair is done with kb, vb, tS, Ps, gS, Sh, Ys, Zs
