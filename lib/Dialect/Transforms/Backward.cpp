@@ -36,19 +36,20 @@ constexpr int64_t kDyn = ShapedType::kDynamic;
 /// kBwdThreads).
 constexpr int64_t kBwdThreads = 128;
 constexpr int64_t kBwdWarps = kBwdThreads / 32;
-/// Rows one block of backward_window_dq / _dkdv owns and its threads:
-/// 16-bit inputs take the tensor-core kernels, min(64, S) rows (32 when
-/// D + Dv > 128) with a warp per 16 (backward_window_mma.cuh
-/// BwdWindowMmaTiles::ROWS, THREADS); f32 the fp32 tiles of
-/// backward_window.cuh (BwdWindowTiles::WQ, kBwdThreads).
-int64_t windowRows(SpecAttr spec) {
+/// Rows one block of backward_window_dq (queries) or _dkdv (keys) owns and
+/// its threads: 16-bit inputs take the tensor-core kernels, a warp per 16
+/// rows, min(128, S) queries and min(64, S) keys (32 of either when
+/// D + Dv > 128; backward_window_mma.cuh BwdWindowMmaTiles::DQ_ROWS,
+/// DKDV_ROWS); f32 the fp32 tiles of backward_window.cuh
+/// (BwdWindowTiles::WQ, kBwdThreads).
+int64_t windowRows(SpecAttr spec, bool dq) {
   const bool wide = spec.getHeadDim() + spec.getValueDim() > 128;
   if (spec.getDtype().isF32())
     return wide ? 16 : 32;
-  return std::min<int64_t>(wide ? 32 : 64, spec.getBlockSize());
+  return std::min<int64_t>(wide ? 32 : (dq ? 128 : 64), spec.getBlockSize());
 }
-int64_t windowThreads(SpecAttr spec) {
-  return spec.getDtype().isF32() ? kBwdThreads : 32 * (windowRows(spec) / 16);
+int64_t windowThreads(SpecAttr spec, bool dq) {
+  return spec.getDtype().isF32() ? kBwdThreads : 32 * (windowRows(spec, dq) / 16);
 }
 /// Grid x of backward_rows: a block per query cluster (shared tiles of its
 /// members; backward_rows.cuh rowsTiled, rowsTiledMma, rowsDipole).
@@ -188,11 +189,11 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   const DimExpr one{Sym::One, 1, 1};
   const DimExpr qh{Sym::QHeads, 1, 1}, kh{Sym::KHeads, 1, 1};
   std::vector<BwdKernel> kernels = {
-      {"muse_backward_window_dq", "muse::backward_window_dq<MuseCfg>", windowThreads(spec),
-       {DimExpr{Sym::N, windowRows(spec), 1}, qh, one},
+      {"muse_backward_window_dq", "muse::backward_window_dq<MuseCfg>", windowThreads(spec, true),
+       {DimExpr{Sym::N, windowRows(spec, true), 1}, qh, one},
        "causal backward: exact window, dq and delta"},
-      {"muse_backward_window_dkdv", "muse::backward_window_dkdv<MuseCfg>", windowThreads(spec),
-       {DimExpr{Sym::M, windowRows(spec), 1}, kh, one}, "causal backward: exact window, dk and dv"},
+      {"muse_backward_window_dkdv", "muse::backward_window_dkdv<MuseCfg>", windowThreads(spec, false),
+       {DimExpr{Sym::M, windowRows(spec, false), 1}, kh, one}, "causal backward: exact window, dk and dv"},
       {"muse_backward_restore", "muse::backward_restore<MuseCfg>", 256,
        {DimExpr{Sym::N, 256, 1}, qh, one}, "the level's saved member and key partition",
        "segment"},

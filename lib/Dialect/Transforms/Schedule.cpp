@@ -64,9 +64,11 @@ IntegerAttr mlir::muse::kernelMinBlocks(Builder &b, SpecAttr spec, StringRef ker
     blocks = spec.getOrder() == 0 ? 3 : 0; // keysFar0Mma: 224 -> 168
   else if (kernel == "muse_backward_pairs" && threads == 256)
     blocks = spec.getOrder() == 0 && D == 64 && DV == 64 ? 3 : 0; // pairsMma, batched staging: 118 -> 80
+  else if (kernel == "muse_causal_window" && threads == 256) // 128 queries a block (S >= 128)
+    blocks = 2; // 129 -> 128 registers, 4 bytes spilled: two blocks (16 warps) an SM
   else if (kernel == "muse_backward_window_dkdv" && threads == 128) // 64 keys a block (S >= 64)
-    blocks = 4; // 32-query tiles: 128 registers, no spill
-  else if (kernel == "muse_backward_window_dq" && threads == 128) // 64 queries a block (S >= 64)
-    blocks = 5; // 101 -> 96
+    blocks = 4; // 32-query tiles: 128 registers
+  else if (kernel == "muse_backward_window_dq" && threads == 256) // 128 queries a block (S >= 128)
+    blocks = 2; // Q and dO fragments in registers: 128, no spill
   return blocks > 0 ? b.getI64IntegerAttr(blocks) : IntegerAttr();
 }

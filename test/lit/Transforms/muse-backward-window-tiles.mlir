@@ -2,9 +2,10 @@
 
 // The causal window's backward tiles follow the dtype, the head dims and the
 // block size (Backward.cpp windowRows / windowThreads): 16-bit inputs take the
-// tensor-core kernels (backward_window_mma.cuh), min(64, S) rows a block (32
-// when D + Dv > 128) and a warp per 16 rows; f32 the fp32 tiles, 32 rows (16
-// when D + Dv > 128) and 128 threads.
+// tensor-core kernels (backward_window_mma.cuh), min(128, S) queries a dq
+// block and min(64, S) keys a dk/dv block (32 of either when D + Dv > 128),
+// a warp per 16 rows; f32 the fp32 tiles, 32 rows (16 when D + Dv > 128) and
+// 128 threads.
 
 #spec = #muse.spec<name = "w", causal = true, block_size = 2048, window_blocks = 1>
 func.func @bf16_d64(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>) -> tensor<?x?x?x64xf32> {
@@ -12,9 +13,9 @@ func.func @bf16_d64(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: te
   return %o : tensor<?x?x?x64xf32>
 }
 // CHECK-LABEL: muse.plan @bf16_d64_backward
-// CHECK: muse.kernel @muse_backward_window_dq = "muse::backward_window_dq<MuseCfg>" threads 128
+// CHECK: muse.kernel @muse_backward_window_dq = "muse::backward_window_dq<MuseCfg>" threads 256
 // CHECK: muse.kernel @muse_backward_window_dkdv = "muse::backward_window_dkdv<MuseCfg>" threads 128
-// CHECK: muse.launch @muse_backward_window_dq grid ("ceil(N/64)", "B*H", "1")
+// CHECK: muse.launch @muse_backward_window_dq grid ("ceil(N/128)", "B*H", "1")
 // CHECK-NEXT: muse.launch @muse_backward_window_dkdv grid ("ceil(M/64)", "B*Hkv", "1")
 
 // -----

@@ -6,8 +6,8 @@
 // wrapper's __launch_bounds__) only where the H100 measured a gain: 16-bit
 // inputs with D + Dv <= 128 on sm_90 and newer (Schedule.cpp
 // kernelMinBlocks). far_field 4 blocks an SM (not with near clusters, where
-// the cap would spill), the order-0 keys backward 3, the causal window's
-// backward dk/dv 4 and dq 5, order-0 backward_pairs 3 (D = Dv = 64).
+// the cap would spill), the order-0 keys backward 3, the causal window 2 and
+// its backward dk/dv 4 and dq 2, order-0 backward_pairs 3 (D = Dv = 64).
 
 #spec = #muse.spec<name = "c", causal = true, block_size = 2048, window_blocks = 1, order = 0>
 func.func @bf16_causal_o0(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>) -> tensor<?x?x?x64xf32> {
@@ -15,9 +15,10 @@ func.func @bf16_causal_o0(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, 
   return %o : tensor<?x?x?x64xf32>
 }
 // CHECK-LABEL: muse.plan @bf16_causal_o0
+// CHECK: muse.kernel @muse_causal_window = "muse::causal_window<MuseCfg>" threads 256 min_blocks 2 shared 0
 // CHECK: muse.kernel @muse_far_field = "muse::far_field<MuseCfg>" threads 128 min_blocks 4 shared 0
 // CHECK-LABEL: muse.plan @bf16_causal_o0_backward
-// CHECK: muse.kernel @muse_backward_window_dq = "muse::backward_window_dq<MuseCfg>" threads 128 min_blocks 5 shared 0
+// CHECK: muse.kernel @muse_backward_window_dq = "muse::backward_window_dq<MuseCfg>" threads 256 min_blocks 2 shared 0
 // CHECK: muse.kernel @muse_backward_window_dkdv = "muse::backward_window_dkdv<MuseCfg>" threads 128 min_blocks 4 shared 0
 // CHECK: muse.kernel @muse_backward_pairs = "muse::backward_pairs<MuseCfg>" threads 256 min_blocks 3 shared 0
 // CHECK: muse.kernel @muse_backward_keys = "muse::backward_keys<MuseCfg>" threads 128 min_blocks 3 shared 0
@@ -83,5 +84,6 @@ func.func @bf16_sm80(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: t
 // NONE: muse.kernel @muse_backward_members
 
 // The generated wrapper carries the cap as __launch_bounds__' second argument.
+// CUDA: extern "C" __global__ void __launch_bounds__(256, 2) muse_causal_window(MuseParams p) {
 // CUDA: extern "C" __global__ void __launch_bounds__(128, 4) muse_far_field(MuseParams p) {
-// CUDA: extern "C" __global__ void __launch_bounds__(128, 5) muse_backward_window_dq(MuseParams p) {
+// CUDA: extern "C" __global__ void __launch_bounds__(256, 2) muse_backward_window_dq(MuseParams p) {
