@@ -278,21 +278,7 @@ template <class Cfg, class Tl = BwdWindowMmaTiles<Cfg>> __device__ void backward
           s[j][c] = pa * (dp[j][c] - ca); // dS
           s[j][2 + c] = pb * (dp[j][2 + c] - cb);
         }
-#pragma unroll
-      for (int kk = 0; kk < SN / 2; ++kk) {
-        if (k0 + 16 * kk > rowLast)
-          break;
-        const unsigned af[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                                pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-        for (int n = 0; n < NQ; n += 2) {
-          unsigned bf[4];
-          loadBTrans<KLD, T>(bf, ks, 16 * kk, 8 * n, lane);
-          mma16816<T>(dq[n], af, bf[0], bf[1]);
-          mma16816<T>(dq[n + 1], af, bf[2], bf[3]);
-        }
-      }
+      bwdAccumulate<NQ, KLD, SN / 2>(dq, s, ks, lane); // dQ += dS·K (masked dS are exact zeros)
     }
     __syncthreads(); // every warp is done with this stage before it is refilled
   }
