@@ -203,26 +203,10 @@ template <class Cfg, class Tl = BwdWindowMmaTiles<Cfg>> __device__ void backward
   const bool va = qa < hiKey, vb = qb < hiKey;
   // Q and dO as A fragments for the whole loop (rows past N are zero).
   unsigned qf[KD][4], df[VD][4];
-  {
-    const T *ra = q + (va ? qRow(p, hi.b, hi.h, qa) : 0), *rb = q + (vb ? qRow(p, hi.b, hi.h, qb) : 0);
-#pragma unroll
-    for (int kk = 0; kk < KD; ++kk) {
-      const int d = 16 * kk + 2 * t;
-      qf[kk][0] = va ? ldPair(ra + d) : 0u;
-      qf[kk][1] = vb ? ldPair(rb + d) : 0u;
-      qf[kk][2] = va ? ldPair(ra + d + 8) : 0u;
-      qf[kk][3] = vb ? ldPair(rb + d + 8) : 0u;
-    }
-    const T *da = dout + (va ? doRow(p, hi.b, hi.h, qa) : 0), *db = dout + (vb ? doRow(p, hi.b, hi.h, qb) : 0);
-#pragma unroll
-    for (int kk = 0; kk < VD; ++kk) {
-      const int d = 16 * kk + 2 * t;
-      df[kk][0] = va ? ldPair(da + d) : 0u;
-      df[kk][1] = vb ? ldPair(db + d) : 0u;
-      df[kk][2] = va ? ldPair(da + d + 8) : 0u;
-      df[kk][3] = vb ? ldPair(db + d + 8) : 0u;
-    }
-  }
+  loadRowFragments<KD>(qf, va ? q + qRow(p, hi.b, hi.h, qa) : nullptr,
+                       vb ? q + qRow(p, hi.b, hi.h, qb) : nullptr, t);
+  loadRowFragments<VD>(df, va ? dout + doRow(p, hi.b, hi.h, qa) : nullptr,
+                       vb ? dout + doRow(p, hi.b, hi.h, qb) : nullptr, t);
   __syncthreads(); // bwd_delta of the block's rows is written
   // lse_t log2 e and delta_t - dlse_t of this lane's two rows (+inf: P = 0).
   const long long at = (long long)bh * p.N;
@@ -355,24 +339,8 @@ __device__ void backward_window_dkdv_mma(const MuseParams &p) {
   unsigned kf[KV_REGS ? KD : 1][4], vf[KV_REGS ? VD : 1][4];
   if constexpr (KV_REGS) {
     const bool va = ka < l0 + kn, vb = kb < l0 + kn;
-    const T *ra = k + (va ? kRow(p, kh, ka) : 0), *rb = k + (vb ? kRow(p, kh, kb) : 0);
-#pragma unroll
-    for (int kk = 0; kk < KD; ++kk) {
-      const int d = 16 * kk + 2 * t;
-      kf[kk][0] = va ? ldPair(ra + d) : 0u;
-      kf[kk][1] = vb ? ldPair(rb + d) : 0u;
-      kf[kk][2] = va ? ldPair(ra + d + 8) : 0u;
-      kf[kk][3] = vb ? ldPair(rb + d + 8) : 0u;
-    }
-    const T *wa = v + (va ? vRow(p, kh, ka) : 0), *wb = v + (vb ? vRow(p, kh, kb) : 0);
-#pragma unroll
-    for (int kk = 0; kk < VD; ++kk) {
-      const int d = 16 * kk + 2 * t;
-      vf[kk][0] = va ? ldPair(wa + d) : 0u;
-      vf[kk][1] = vb ? ldPair(wb + d) : 0u;
-      vf[kk][2] = va ? ldPair(wa + d + 8) : 0u;
-      vf[kk][3] = vb ? ldPair(wb + d + 8) : 0u;
-    }
+    loadRowFragments<KD>(kf, va ? k + kRow(p, kh, ka) : nullptr, vb ? k + kRow(p, kh, kb) : nullptr, t);
+    loadRowFragments<VD>(vf, va ? v + vRow(p, kh, ka) : nullptr, vb ? v + vRow(p, kh, kb) : nullptr, t);
   }
   const float sl2 = p.scale * kLog2e;
   float dk[NK][4], dv[NV][4];

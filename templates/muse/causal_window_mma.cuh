@@ -71,6 +71,22 @@ __device__ __forceinline__ void storePair(float *out, float a, float b) {
   }
 }
 
+/// A fragments (mma16816's a0..a3) of a warp's 16 rows over 16·KS columns,
+/// straight from global memory, for operands held in registers for a whole
+/// loop: ra is this lane's row g, rb its row g + 8 (null: a row past the
+/// data, zeros).
+template <int KS, class T>
+__device__ __forceinline__ void loadRowFragments(unsigned (&f)[KS][4], const T *ra, const T *rb, int t) {
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) {
+    const int d = 16 * kk + 2 * t;
+    f[kk][0] = ra ? ldPair(ra + d) : 0u;
+    f[kk][1] = rb ? ldPair(rb + d) : 0u;
+    f[kk][2] = ra ? ldPair(ra + d + 8) : 0u;
+    f[kk][3] = rb ? ldPair(rb + d + 8) : 0u;
+  }
+}
+
 /// Waits until at most N committed cp.async groups of this thread are pending.
 template <int N> __device__ __forceinline__ void windowCpAsyncWait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
@@ -167,17 +183,8 @@ template <class Cfg, class Tl = WindowMmaTiles<Cfg>> __device__ void causal_wind
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
     const int qa = rowFirst + 16 * mt + g, qb = qa + 8;
-    const bool va = qa < hiKey, vb = qb < hiKey;
-    const T *ra = q + (va ? qRow(p, hi.b, hi.h, qa) : 0);
-    const T *rb = q + (vb ? qRow(p, hi.b, hi.h, qb) : 0);
-#pragma unroll
-    for (int kk = 0; kk < KD; ++kk) {
-      const int d = 16 * kk + 2 * t;
-      qf[mt][kk][0] = va ? ldPair(ra + d) : 0u;
-      qf[mt][kk][1] = vb ? ldPair(rb + d) : 0u;
-      qf[mt][kk][2] = va ? ldPair(ra + d + 8) : 0u;
-      qf[mt][kk][3] = vb ? ldPair(rb + d + 8) : 0u;
-    }
+    loadRowFragments<KD>(qf[mt], qa < hiKey ? q + qRow(p, hi.b, hi.h, qa) : nullptr,
+                         qb < hiKey ? q + qRow(p, hi.b, hi.h, qb) : nullptr, t);
   }
   float o[MT][NT][4];
   // Running max (in logit units) and this lane's part of the row sums, rows a and b of each m-tile.
