@@ -16,6 +16,7 @@
 #define MUSE_TEMPLATES_CAUSAL_LEVELS_CUH
 
 #include "muse/common.cuh"
+#include "muse/kmeans.cuh"
 
 namespace muse {
 
@@ -31,8 +32,9 @@ __device__ __forceinline__ bool servedAt(int t, int level, int &a, int &n) {
   return true;
 }
 
-/// Grid (ceil(2^ℓ S / 256), view query heads), block 256, served view.
-template <class Cfg> __device__ void served_assign(const MuseParams &p) {
+/// fp32 path. Grid (ceil(2^ℓ S / 256), view query heads), block 256, served
+/// view: one thread a query, exact squared distances.
+template <class Cfg> __device__ void servedAssignExact(const MuseParams &p) {
   constexpr int C = Cfg::CQ, D = Cfg::D;
   constexpr int TC = cmin(floorPow2(C), (16 * 1024) / (D * 4));
   __shared__ __align__(16) float tile[TC][D];
@@ -97,6 +99,17 @@ template <class Cfg> __device__ void served_assign(const MuseParams &p) {
   }
   if (n < p.N)
     p.served[(long long)bh * p.N + n] = live ? bestC : -1;
+}
+
+/// Grid (x, view query heads), block 256, served view: R's queries to their
+/// nearest non-empty centroid of L. 16-bit inputs take k-means' tensor-core
+/// assign (any x; the plan gives about 1024 queries a block), f32 the exact
+/// kernel above (x = ceil(2^ℓ S / 256)).
+template <class Cfg> __device__ void served_assign(const MuseParams &p) {
+  if constexpr (TensorCoreType<typename Cfg::T>::value)
+    kmeansAssignMma<Cfg, Side::Query, true>(p);
+  else
+    servedAssignExact<Cfg>(p);
 }
 
 /// Grid (1, view query heads), block 1024: a stable counting sort of the

@@ -158,7 +158,13 @@ template <int C, int D> struct KMeansMmaTiles {
 /// and exact T operands, fp32 accumulators), and each block adds each
 /// non-empty cluster's sums to the global accumulators once; otherwise each
 /// point's sums are added by a warp with coalesced global atomics.
-template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p) {
+///
+/// kServed (queries of a causal level's served view, causal_levels.cuh): the
+/// same distances, but to the nearest NON-EMPTY centroid of the segment's
+/// finished k-means (count 0: +inf), into p.served; rows of the view past the
+/// sequence (the last segment's R may be clipped) are not read and get -1; no
+/// member sums, no counts.
+template <class Cfg, Side S, bool kServed = false> __device__ void kmeansAssignMma(const MuseParams &p) {
   using V = SideView<Cfg, S>;
   using T = typename Cfg::T;
   constexpr int C = V::C, D = Cfg::D, LD = D + 8; // LD: conflict-free ldmatrix rows
@@ -167,7 +173,8 @@ template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p
   constexpr int CB = Tl::CB, MG = Tl::MG;
   // Member-sum product: 16-cluster x 16-component units, spread over 8 warps.
   constexpr int MTS = cdiv(C, 16), NP = D / 16, UNITS = MTS * NP, UPW = cdiv(UNITS, 8);
-  constexpr bool kMmaSums = UPW <= 4; // <= 32 accumulators a thread
+  constexpr bool kMmaSums = !kServed && UPW <= 4; // <= 32 accumulators a thread
+  static_assert(!kServed || S == Side::Query, "served views hold queries");
   constexpr int kPieces = kChunk * D / 8 / kKMeansThreads; // 16-byte pieces a thread per chunk
   static_assert(kPieces * 8 * kKMeansThreads == kChunk * D, "chunk must split into 16-byte pieces");
   __shared__ __align__(16) T xs[2][kChunk][LD];
@@ -184,6 +191,14 @@ template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p
   const int n = sv.count();
   const int ceff = n < C ? n : C;
   const int chunks = cdiv(n, kChunk);
+  // Points that exist: all n, except in a served view whose R runs past the sequence.
+  int nLive = n;
+  if constexpr (kServed) {
+    const int vb = head / p.H, a = vb % p.seg_count;
+    const long long first = (long long)a * p.seg_stride + p.seg_qbase;
+    const long long left = (long long)p.seq_len - first;
+    nLive = left <= 0 ? 0 : left < n ? (int)left : n;
+  }
   if ((int)blockIdx.x >= chunks)
     return; // uniform over the block
   const float sc = S == Side::Query ? p.scale : 1.f;
@@ -201,7 +216,7 @@ template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p
     for (int i = 0; i < kPieces; ++i) {
       const int e = i * kKMeansThreads + tid, r = e / (D / 8), c8 = e % (D / 8);
       T *dst = &xs[b][r][8 * c8];
-      if (ch * kChunk + r >= n)
+      if (ch * kChunk + r >= nLive)
         *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
       else if (async)
         cpAsync16(dst, base + r * rs + 8 * c8);
@@ -241,8 +256,9 @@ template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p
         }
       s += __shfl_xor_sync(0xffffffffu, s, 1);
       s += __shfl_xor_sync(0xffffffffu, s, 2);
-      if (c0 + 8 * (wn * NTW + j) + g >= ceff)
-        s = kInf();
+      const int c = c0 + 8 * (wn * NTW + j) + g;
+      if (c >= ceff || (kServed && sv.counts()[(long long)head * C + c] == 0))
+        s = kInf(); // never chosen (served: an empty centroid serves nobody)
       cn[j][0] = __shfl_sync(0xffffffffu, s, 8 * t4);     // column 2 t4 lives in lanes 4 (2 t4) ..
       cn[j][1] = __shfl_sync(0xffffffffu, s, 8 * t4 + 4); // column 2 t4 + 1 in lanes 4 (2 t4 + 1) ..
     }
@@ -361,15 +377,22 @@ template <class Cfg, Side S> __device__ void kmeansAssignMma(const MuseParams &p
           bestC = bestI[w][tid];
         }
       const long long pt = (long long)ch * kChunk + tid;
-      sAssign[tid] = pt < n ? bestC : -1; // -1 matches no cluster below
-      if (pt < n) {
-        sv.assign()[(long long)head * n + pt] = bestC;
-        if constexpr (kMmaSums)
-          atomicAdd(&bcount[bestC], 1);
+      if (kServed) {
+        if (pt < n)
+          p.served[(long long)head * n + pt] = pt < nLive ? bestC : -1;
+      } else {
+        sAssign[tid] = pt < n ? bestC : -1; // -1 matches no cluster below
+        if (pt < n) {
+          sv.assign()[(long long)head * n + pt] = bestC;
+          if constexpr (kMmaSums)
+            atomicAdd(&bcount[bestC], 1);
+        }
       }
     }
     __syncthreads(); // sAssign is complete
-    if constexpr (kMmaSums) {
+    if constexpr (kServed) {
+      // the assignment is all a served view needs
+    } else if constexpr (kMmaSums) {
       // One-hot A fragment of cluster rows m0 + g, m0 + g + 8 and the slab's points.
       auto onehot = [&](unsigned (&a)[4], int m0, int2 lo, int2 hi) {
         const int r0 = m0 + g, r1 = m0 + g + 8;

@@ -68,9 +68,11 @@ public:
     }
     if (isa<AssignServedOp>(op)) {
       use({"q_centroids", "q_counts", "q_offsets", "q_perm", "served"});
+      // 16-bit inputs: k-means' tensor-core assign, about 1024 queries a block
+      // (any grid); f32: one thread a query.
       launch("muse_served_assign", "served_assign<MuseCfg>", 256,
              "served queries to their nearest non-empty segment centroid",
-             {over(Sym::N, 256), heads(true), constant(1)}, "served");
+             {over(Sym::N, spec.getDtype().isF32() ? 256 : 1024), heads(true), constant(1)}, "served");
       launch("muse_served_sort", "served_sort<MuseCfg>", 1024, "served queries grouped by cluster",
              {constant(1), heads(true), constant(1)}, "served");
       return true;

@@ -36,7 +36,7 @@ func.func @causal_plan(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v:
 // CHECK-NEXT: muse.launch @muse_kmeans_assign_q grid ("ceil(N/1024)", "B*H", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_kmeans_update_q grid ("16", "B*H", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_cluster_sort_q grid ("1", "B*H", "1") {view = "segment"}
-// CHECK-NEXT: muse.launch @muse_served_assign grid ("ceil(N/256)", "B*H", "1") {view = "served"}
+// CHECK-NEXT: muse.launch @muse_served_assign grid ("ceil(N/1024)", "B*H", "1") {view = "served"}
 // CHECK-NEXT: muse.launch @muse_served_sort grid ("1", "B*H", "1") {view = "served"}
 // CHECK-NEXT: muse.launch @muse_summarize grid ("ceil(M/128)", "B*H", "1") {view = "segment"}
 // CHECK-NEXT: muse.launch @muse_far_field grid ("16", "B*H", "1") {view = "served"}
