@@ -619,9 +619,25 @@ template <class Cfg> struct RowMmaTiles {
   static constexpr int KLD = D + 8, VLD = DV + 8; // padded: 16-byte rows, no bank conflicts
   static constexpr bool usable = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 && DV % 16 == 0 &&
                                  D + DV <= 128;
-  static constexpr int bytes = 4 * (QT + JT) * (KLD + VLD) + 8 * QT + 4 * JT + 4 * D;
-  static_assert(!usable || bytes <= kSharedBudget, "row tiles exceed 48 KB of shared memory");
+  // rHi, rLo, dOs; the tile's kbar, vbar as hi + lo; lse, c, lnm, the centroid;
+  // with the pair sums fused (rowsTiledMma<Cfg, true>): G and P of the chunk
+  // as hi + lo (unpadded, swizzled) and the warps' parts of gL.
+  static constexpr int bytes = 2 * QT * (2 * KLD + VLD) + 2 * JT * (2 * KLD + 2 * VLD) + 8 * QT + 4 * JT + 4 * D;
+  static constexpr int fusedBytes = bytes + 2 * 4 * QT * JT + 4 * (2 * kBwdWarps + 1) * JT;
+  static_assert(!usable || fusedBytes <= kSharedBudget, "row tiles exceed 48 KB of shared memory");
 };
+
+/// Element offset of (member m, cluster c) in a QT x 16 tile of T without
+/// padding: rows of 32 bytes whose two 16-byte halves swap on every other
+/// group of four rows, so that the 8 rows an ldmatrix reads, and the fragment
+/// stores of a warp, fall in distinct banks.
+__device__ __forceinline__ int pairTileAt(int m, int c) { return m * 16 + ((c & 8) ^ (((m >> 2) & 1) << 3)) + (c & 7); }
+
+/// A = Wᵀ (16 clusters x members k0..k0+15) from such a tile (ldmatrix.trans).
+template <class T> __device__ __forceinline__ void loadPairTileATrans(unsigned (&a)[4], const T *tile, int k0, int lane) {
+  const int row = k0 + (lane & 7) + (lane >> 4) * 8, col = ((lane >> 3) & 1) * 8;
+  ldsmX4Trans(a, tile + pairTileAt(row, col));
+}
 
 /// Two consecutive fp32 values into the T pairs hi (rounded) and lo (what
 /// rounding lost) of two tiles.
@@ -632,21 +648,141 @@ template <class T> __device__ __forceinline__ void storeSplit(T *hi, T *lo, floa
   *reinterpret_cast<unsigned *>(lo) = l;
 }
 
+/// The fused pair sums of one chunk and tile of key clusters j0 .. j0+jn-1
+/// (rowsTiledMma<Cfg, true>): warp w forms the 16-column units w, w +
+/// kBwdWarps, .. of (gK | gV) = (Gᵀ R | Pᵀ dO) over the chunk's mn members,
+/// G and P from the pair tiles (hi + lo), R (hi + lo) and dO (exact) from the
+/// chunk's tiles, and stores them into the pairs' rows (`first` chunk) or
+/// adds them to what the earlier chunks stored (same thread, same element);
+/// lanes 0..15 of warp 0 do the same for gL from the warps' parts. On the
+/// `last` chunk the complete sums also give off_ij = gL - (gK.kbar + gV.vbar)
+/// (0 where the pair has no stage-1 term), written into the first slot as
+/// backward_pairs does: each thread's share of the dot, the quad's sum, the
+/// warps' parts added in warp order. Every load of a unit (earlier sums,
+/// kbar / vbar) is issued before its products, so their latency overlaps them.
+template <class Cfg, int UPW, class T>
+__device__ __forceinline__ void rowsPairSums(float *pairs, const float *sum_i, bool first, bool last, int mn,
+                                             int j0, int jn, const T *rHi, const T *rLo, const T *dOs,
+                                             const T *gHi, const T *gLo, const T *pHi, const T *pLo,
+                                             const float (*glS)[16], const float *lnmS, float (*offS)[16],
+                                             float *glTot) {
+  using Tl = RowMmaTiles<Cfg>;
+  constexpr int D = Cfg::D, DV = Cfg::DV, F = 1 + D + DV, KLD = Tl::KLD, VLD = Tl::VLD;
+  constexpr int UNITS = (D + DV) / 16;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int ks = cdiv(mn, 16); // 16-member steps holding members (rows past mn are zero)
+  float part[2] = {0.f, 0.f};   // off's dot for rows g, g + 8 of the tile (this thread's columns)
+#pragma unroll
+  for (int uu = 0; uu < UPW; ++uu) {
+    const int unit = warp + uu * kBwdWarps;
+    if (unit >= UNITS)
+      break; // uniform over the warp
+    const bool isK = unit < D / 16;
+    const int c0 = isK ? 16 * unit : 16 * unit - D; // column of R or of dO
+    const int col0 = 1 + (isK ? 0 : D) + c0 + 2 * t; // slot in a pair's row (and in a summaries row)
+    float old[2][4], kv[2][4];
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int jj = g + 8 * (c >> 1);
+        const long long at = (long long)(j0 + jj) * F + col0 + 8 * n + (c & 1);
+        old[n][c] = !first && jj < jn ? pairs[at] : 0.f;
+        kv[n][c] = last && jj < jn ? sum_i[at] : 0.f; // kbar_ij or vbar_ij, fp32
+      }
+    float acc[2][4] = {};
+    for (int kk = 0; kk < ks; ++kk) {
+      unsigned aH[4], aL[4], bH[4];
+      loadPairTileATrans<T>(aH, isK ? gHi : pHi, 16 * kk, lane);
+      loadPairTileATrans<T>(aL, isK ? gLo : pLo, 16 * kk, lane);
+      if (isK) {
+        unsigned bL[4];
+        loadBTrans<KLD, T>(bH, rHi, 16 * kk, c0, lane);
+        loadBTrans<KLD, T>(bL, rLo, 16 * kk, c0, lane);
+        mma16816<T>(acc[0], aH, bH[0], bH[1]);
+        mma16816<T>(acc[1], aH, bH[2], bH[3]);
+        mma16816<T>(acc[0], aH, bL[0], bL[1]);
+        mma16816<T>(acc[1], aH, bL[2], bL[3]);
+      } else {
+        loadBTrans<VLD, T>(bH, dOs, 16 * kk, c0, lane); // dO is exact in T: no lo part
+        mma16816<T>(acc[0], aH, bH[0], bH[1]);
+        mma16816<T>(acc[1], aH, bH[2], bH[3]);
+      }
+      mma16816<T>(acc[0], aL, bH[0], bH[1]);
+      mma16816<T>(acc[1], aL, bH[2], bH[3]);
+    }
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int jj = g + 8 * (c >> 1);
+        const float v = old[n][c] + acc[n][c];
+        if (jj < jn)
+          pairs[(long long)(j0 + jj) * F + col0 + 8 * n + (c & 1)] = v;
+        part[c >> 1] = fmaf(v, kv[n][c], part[c >> 1]);
+      }
+  }
+  if (warp == 0 && lane < jn) {
+    float v = glS[0][lane];
+    for (int w = 1; w < ks; ++w) // the warps holding members, in order
+      v += glS[w][lane];
+    float *dst = pairs + (long long)(j0 + lane) * F;
+    v = first ? v : *dst + v;
+    if (last)
+      glTot[lane] = v; // becomes off_ij below
+    else
+      *dst = v;
+  }
+  if (!last)
+    return; // uniform over the block
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
+    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
+  }
+  if (t == 0) {
+    offS[warp][g] = part[0];
+    offS[warp][g + 8] = part[1];
+  }
+  __syncthreads(); // every warp's part of the dot and gL are in shared memory
+  if (tid < jn) {
+    float dot = offS[0][tid];
+#pragma unroll
+    for (int w = 1; w < kBwdWarps; ++w)
+      dot += offS[w][tid];
+    // -inf: no stage-1 term (near pair or empty key cluster): off 0, as pairsStoreOff.
+    pairs[(long long)(j0 + tid) * F] = lnmS[tid] == -kInf() ? 0.f : glTot[tid] - dot;
+  }
+}
+
 /// rowsTiled on the tensor cores (16-bit inputs, D + Dv <= 128), the same
-/// contract. The residuals R (fp32) and the pairs' kbar, vbar are staged as
+/// contract, or (kFusedPairs) with backward_pairs' contract too: the stage-1
+/// pair sums of cluster i, gL_ij = sum_n g_nj, gK_ij = sum_n g_nj r_n,
+/// gV_ij = sum_n P_nj dO_n, formed from the P and G this kernel has, into
+/// bwd_pairs with off_ij in the first slot (as backward_pairs); no bwd_pg.
+/// Per chunk and tile of JT key clusters, G and P go to shared memory as
+/// hi + lo and rowsPairSums forms the tile's sums over the chunk's members.
+/// The residuals R (fp32) and the pairs' kbar, vbar are staged as
 /// hi + lo pairs of T, so S = R KBᵀ keeps about 16 significant bits (three
 /// products: hi·hi + hi·lo + lo·hi); dO is exact in T, so U = dO VBᵀ (where
 /// the difference U - delta is taken) takes two (dO·VB_hi + dO·VB_lo);
 /// dL/dr += G KB likewise with G split in registers. Grid (CQ, B*H), block
 /// kBwdThreads.
-template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
+template <class Cfg, bool kFusedPairs> __device__ void rowsTiledMma(const MuseParams &p) {
   using Tl = RowMmaTiles<Cfg>;
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
   constexpr int QT = Tl::QT, JT = Tl::JT, KLD = Tl::KLD, VLD = Tl::VLD, NK = D / 8;
+  static_assert(JT == 16, "the pair tiles are 16 clusters wide");
   __shared__ __align__(16) T rHi[QT * KLD], rLo[QT * KLD], dOs[QT * VLD];
   __shared__ __align__(16) T kbHi[JT * KLD], kbLo[JT * KLD], vbHi[JT * VLD], vbLo[JT * VLD];
   __shared__ float lseS[QT], cS[QT], lnmS[JT], cen[D];
+  constexpr int PT = kFusedPairs ? QT * JT : 1; // the pair tiles (G, P as hi + lo)
+  __shared__ __align__(16) T gHi[PT], gLo[PT], pHi[PT], pLo[PT];
+  __shared__ float glS[kFusedPairs ? kBwdWarps : 1][JT], offS[kFusedPairs ? kBwdWarps : 1][JT];
+  __shared__ float glTot[kFusedPairs ? JT : 1];
+  // Units of 16 columns of (gK | gV) a warp: warp w takes units w, w + kBwdWarps, ...
+  constexpr int UNITS = (D + DV) / 16, UPW = cdiv(UNITS, kBwdWarps);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3, ra = 16 * warp + g, rb = ra + 8;
@@ -656,8 +792,15 @@ template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
   const int qstart = qoff[i], qcount = qoff[i + 1] - qstart;
   const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
   const float *sum_i = p.summaries + ((long long)bh * CQ + i) * CK * F;
+  float *pairs = p.bwd_pairs + ((long long)bh * CQ + i) * CK * F;
   for (int d = tid; d < D; d += kBwdThreads)
     cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  if (kFusedPairs && qcount == 0) {
+    // No members: every pair sum of i is zero (off_ij too), as backward_keys reads them.
+    for (int e = tid; e < CK * F; e += kBwdThreads)
+      pairs[e] = 0.f;
+    return;
+  }
 
   for (int m0 = 0; m0 < qcount; m0 += QT) {
     const int mn = cmin(QT, qcount - m0);
@@ -720,43 +863,68 @@ template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
         lnmS[jj] = jj < jn && !isNearPair<Cfg>(p, bh, i, j) ? sum_i[(long long)j * F] : -kInf();
       }
       __syncthreads();
-      if (16 * warp >= mn)
-        continue; // all 16 rows of this warp are past the chunk's members (small clusters)
-      float s[2][4] = {}, u[2][4] = {};
-      bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbHi, lane);
-      bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbLo, lane);
-      bwdRowProducts<D, KLD, KLD, 1>(s, rLo, 16 * warp, kbHi, lane);
-      bwdRowProducts<DV, VLD, VLD, 1>(u, dOs, 16 * warp, vbHi, lane);
-      bwdRowProducts<DV, VLD, VLD, 1>(u, dOs, 16 * warp, vbLo, lane);
-      float glo[2][4];
+      if (16 * warp < mn) { // else all 16 rows of this warp are past the chunk's members (small clusters)
+        float s[2][4] = {}, u[2][4] = {};
+        bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbHi, lane);
+        bwdRowProducts<D, KLD, KLD, 1>(s, rHi, 16 * warp, kbLo, lane);
+        bwdRowProducts<D, KLD, KLD, 1>(s, rLo, 16 * warp, kbHi, lane);
+        bwdRowProducts<DV, VLD, VLD, 1>(u, dOs, 16 * warp, vbHi, lane);
+        bwdRowProducts<DV, VLD, VLD, 1>(u, dOs, 16 * warp, vbLo, lane);
+        float glo[2][4], gsum[2][2] = {};
 #pragma unroll
-      for (int n = 0; n < 2; ++n)
+        for (int n = 0; n < 2; ++n)
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int r = half ? rb : ra, jj = 8 * n + 2 * t;
-          float pg[2];
+          for (int half = 0; half < 2; ++half) {
+            const int r = half ? rb : ra, jj = 8 * n + 2 * t;
+            float pg[2];
 #pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const float lnm = lnmS[jj + c];
-            const float P = r < mn && lnm != -kInf() ? expf(lnm + s[n][2 * half + c] - lseS[r]) : 0.f;
-            const float G = r < mn ? P * (u[n][2 * half + c] - cS[r]) : 0.f;
-            pg[c] = P;
-            s[n][2 * half + c] = G;
+            for (int c = 0; c < 2; ++c) {
+              const float lnm = lnmS[jj + c];
+              const float P = r < mn && lnm != -kInf() ? expf(lnm + s[n][2 * half + c] - lseS[r]) : 0.f;
+              const float G = r < mn ? P * (u[n][2 * half + c] - cS[r]) : 0.f;
+              pg[c] = P;
+              s[n][2 * half + c] = G;
+            }
+            if constexpr (kFusedPairs) {
+              // G and P of rows ra, rb (zeros past the members) for the pair sums.
+              storeSplit<T>(gHi + pairTileAt(r, jj), gLo + pairTileAt(r, jj), s[n][2 * half], s[n][2 * half + 1]);
+              storeSplit<T>(pHi + pairTileAt(r, jj), pLo + pairTileAt(r, jj), pg[0], pg[1]);
+              gsum[n][0] += s[n][2 * half];
+              gsum[n][1] += s[n][2 * half + 1];
+            } else if (r < mn) {
+              float *dst = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * (j0 + jj);
+              if (jj < jn)
+                *reinterpret_cast<float2 *>(dst) = make_float2(pg[0], s[n][2 * half]);
+              if (jj + 1 < jn)
+                *reinterpret_cast<float2 *>(dst + 2) = make_float2(pg[1], s[n][2 * half + 1]);
+            }
+            const float2 h = unpack2<T>(pack2<T>(s[n][2 * half], s[n][2 * half + 1]));
+            glo[n][2 * half] = s[n][2 * half] - h.x;
+            glo[n][2 * half + 1] = s[n][2 * half + 1] - h.y;
           }
-          if (r < mn) {
-            float *dst = p.bwd_pg + ((long long)bh * p.N + qperm[m0 + r]) * 2 * CK + 2 * (j0 + jj);
-            if (jj < jn)
-              *reinterpret_cast<float2 *>(dst) = make_float2(pg[0], s[n][2 * half]);
-            if (jj + 1 < jn)
-              *reinterpret_cast<float2 *>(dst + 2) = make_float2(pg[1], s[n][2 * half + 1]);
-          }
-          const float2 h = unpack2<T>(pack2<T>(s[n][2 * half], s[n][2 * half + 1]));
-          glo[n][2 * half] = s[n][2 * half] - h.x;
-          glo[n][2 * half + 1] = s[n][2 * half + 1] - h.y;
+        bwdAccumulate<NK, KLD, 1>(dr, s, kbHi, lane);
+        bwdAccumulate<NK, KLD, 1>(dr, s, kbLo, lane);
+        bwdAccumulate<NK, KLD, 1>(dr, glo, kbHi, lane);
+        if constexpr (kFusedPairs) {
+          // This warp's part of gL: its 16 rows summed over the lanes g (a fixed butterfly).
+#pragma unroll
+          for (int n = 0; n < 2; ++n)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              float v = gsum[n][c];
+              v += __shfl_xor_sync(0xffffffffu, v, 4);
+              v += __shfl_xor_sync(0xffffffffu, v, 8);
+              v += __shfl_xor_sync(0xffffffffu, v, 16);
+              if (g == 0)
+                glS[warp][8 * n + 2 * t + c] = v;
+            }
         }
-      bwdAccumulate<NK, KLD, 1>(dr, s, kbHi, lane);
-      bwdAccumulate<NK, KLD, 1>(dr, s, kbLo, lane);
-      bwdAccumulate<NK, KLD, 1>(dr, glo, kbHi, lane);
+      }
+      if constexpr (kFusedPairs) {
+        __syncthreads(); // the chunk's G, P and gL parts are in shared memory
+        rowsPairSums<Cfg, UPW>(pairs, sum_i, m0 == 0, m0 + QT >= qcount, mn, j0, jn, rHi, rLo, dOs, gHi, gLo,
+                               pHi, pLo, glS, lnmS, offS, glTot);
+      }
     }
     // dL/dr of the chunk to bwd_dr, then one warp per member finishes its row.
 #pragma unroll
@@ -774,9 +942,13 @@ template <class Cfg> __device__ void rowsTiledMma(const MuseParams &p) {
   }
 }
 
-template <class Cfg> __device__ void backward_rows(const MuseParams &p) {
+/// kFusedPairs: the order-0 tensor-core path also forms backward_pairs' sums
+/// (the plan then launches no backward_pairs; Backward.cpp fusedPairs).
+template <class Cfg, bool kFusedPairs = false> __device__ void backward_rows(const MuseParams &p) {
+  static_assert(!kFusedPairs || (Cfg::ORDER == 0 && RowMmaTiles<Cfg>::usable),
+                "fused pair sums need the order-0 tensor-core rows (16-bit, D, Dv multiples of 16, D + Dv <= 128)");
   if constexpr (Cfg::ORDER == 0 && RowMmaTiles<Cfg>::usable) {
-    rowsTiledMma<Cfg>(p);
+    rowsTiledMma<Cfg, kFusedPairs>(p);
   } else if constexpr (Cfg::ORDER == 0) {
     using Tl = RowTiles<Cfg>;
     // One buffer for every tile size (static shared memory of separate

@@ -56,6 +56,17 @@ int64_t windowThreads(SpecAttr spec, bool dq) {
 DimExpr rowsGrid(SpecAttr spec) { return DimExpr{Sym::One, 1, spec.getQueryClusters()}; }
 /// Threads of backward_pairs (templates/muse/backward_pairs.cuh kPairThreads).
 constexpr int64_t kPairThreads = 256;
+/// Order 0 on the tensor cores (16-bit inputs, D and Dv multiples of 16,
+/// D + Dv <= 128: backward_rows.cuh RowMmaTiles::usable): backward_rows forms
+/// the stage-1 pair sums from the P and G it holds (rowsTiledMma<Cfg, true>),
+/// so the plan has no backward_pairs launch and no bwd_pg scratch.
+bool fusedPairs(SpecAttr spec) {
+  const int64_t D = spec.getHeadDim(), Dv = spec.getValueDim();
+  return spec.getOrder() == 0 && !spec.getDtype().isF32() && D % 16 == 0 && Dv % 16 == 0 && D + Dv <= 128;
+}
+const char *rowsInstance(SpecAttr spec) {
+  return fusedPairs(spec) ? "muse::backward_rows<MuseCfg, true>" : "muse::backward_rows<MuseCfg>";
+}
 
 RankedTensorType f32Tensor(MLIRContext *ctx, ArrayRef<int64_t> dims) {
   return RankedTensorType::get(dims, Float32Type::get(ctx));
@@ -181,7 +192,8 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   // per-segment data as ceil(X / 2S) per position + X (Outline.cpp's causal
   // buffers); bwd_delta is per position of the whole sequence.
   auto perSeg = [&](int64_t x) { return (x + 2 * S - 1) / (2 * S); };
-  pb.create<BufferOp>(loc, "bwd_pg", f32, Side::Query, 2 * CK, 0, 2 * CK * S);
+  if (!fusedPairs(spec))
+    pb.create<BufferOp>(loc, "bwd_pg", f32, Side::Query, 2 * CK, 0, 2 * CK * S);
   pb.create<BufferOp>(loc, "bwd_dr", f32, Side::Query, D, 0, D * S);
   pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
   pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, perSeg(CQ * CK * D), 0, CQ * CK * D);
@@ -217,8 +229,10 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   const BwdKernel tail[] = {
       {"muse_backward_served_sort", "muse::served_sort<MuseCfg>", 1024, {one, qh, one},
        "the level's served queries grouped by cluster", "served"},
-      {"muse_backward_rows", "muse::backward_rows<MuseCfg>", kBwdThreads,
-       {rowsGrid(spec), qh, one}, "backward stage 2 of the level's served queries (dq +=)",
+      {"muse_backward_rows", rowsInstance(spec), kBwdThreads,
+       {rowsGrid(spec), qh, one},
+       fusedPairs(spec) ? "backward stage 2 of the level's served queries (dq +=) and their pair sums"
+                        : "backward stage 2 of the level's served queries (dq +=)",
        "served"},
       {"muse_backward_pairs", "muse::backward_pairs<MuseCfg>", kPairThreads,
        {DimExpr{Sym::One, 1, CQ}, qh, one}, "stage-1 pair sums over the level's served queries",
@@ -233,7 +247,9 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
        {DimExpr{Sym::N, kBwdWarps, 1}, qh, one}, "the centroid share into the members' dq",
        "segment"},
   };
-  kernels.insert(kernels.end(), std::begin(tail), std::end(tail));
+  for (const BwdKernel &k : tail)
+    if (!fusedPairs(spec) || StringRef(k.name) != "muse_backward_pairs")
+      kernels.push_back(k);
   llvm::StringSet<> declared;
   for (const BwdKernel &k : kernels)
     if (declared.insert(k.name).second)
@@ -279,16 +295,18 @@ LogicalResult outlineBackward(func::FuncOp func) {
   OpBuilder pb = OpBuilder::atBlockEnd(&plan.getBody().front());
   Type f32 = pb.getF32Type();
   // Scratch of one call, per query head (params.cuh, after the causal fields).
-  pb.create<BufferOp>(loc, "bwd_pg", f32, Side::Query, 2 * CK, 0, 0);
+  if (!fusedPairs(spec))
+    pb.create<BufferOp>(loc, "bwd_pg", f32, Side::Query, 2 * CK, 0, 0);
   pb.create<BufferOp>(loc, "bwd_dr", f32, Side::Query, D, 0, 0);
   pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
   pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, 0, 0, CQ * CK * D);
   pb.create<BufferOp>(loc, "bwd_pairs", f32, Side::Query, 0, 0, CQ * CK * spec.getSummaryWidth());
   const DimExpr one{Sym::One, 1, 1};
-  const BwdKernel kernels[] = {
-      {"muse_backward_rows", "muse::backward_rows<MuseCfg>", kBwdThreads,
+  const BwdKernel all[] = {
+      {"muse_backward_rows", rowsInstance(spec), kBwdThreads,
        {rowsGrid(spec), DimExpr{Sym::QHeads, 1, 1}, one},
-       "backward stage 2: per query, far-field and near-field gradients"},
+       fusedPairs(spec) ? "backward stage 2: per query, far-field and near-field gradients; stage-1 pair sums"
+                        : "backward stage 2: per query, far-field and near-field gradients"},
       {"muse_backward_pairs", "muse::backward_pairs<MuseCfg>", kPairThreads,
        {DimExpr{Sym::One, 1, CQ}, DimExpr{Sym::QHeads, 1, 1}, one},
        "backward stage 1: pair sums over each query cluster's members"},
@@ -299,6 +317,10 @@ LogicalResult outlineBackward(func::FuncOp func) {
        {DimExpr{Sym::One, 1, CQ}, DimExpr{Sym::QHeads, 1, 1}, one},
        "backward: centroid gradient spread to the members, dq"},
   };
+  std::vector<BwdKernel> kernels;
+  for (const BwdKernel &k : all)
+    if (!fusedPairs(spec) || StringRef(k.name) != "muse_backward_pairs")
+      kernels.push_back(k);
   for (const BwdKernel &k : kernels)
     pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage,
                         kernelMinBlocks(pb, spec, k.name, k.threads));

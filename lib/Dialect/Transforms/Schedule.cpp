@@ -62,8 +62,6 @@ IntegerAttr mlir::muse::kernelMinBlocks(Builder &b, SpecAttr spec, StringRef ker
     blocks = spec.getNearClusters() == 0 ? 4 : 0;
   else if (kernel == "muse_backward_keys" && threads == 128)
     blocks = spec.getOrder() == 0 ? 3 : 0; // keysFar0Mma: 224 -> 168
-  else if (kernel == "muse_backward_pairs" && threads == 256)
-    blocks = spec.getOrder() == 0 && D == 64 && DV == 64 ? 3 : 0; // pairsMma, batched staging: 118 -> 80
   else if (kernel == "muse_causal_window" && threads == 256) // 128 queries a block (S >= 128)
     blocks = 2; // 129 -> 128 registers, 4 bytes spilled: two blocks (16 warps) an SM
   else if (kernel == "muse_backward_window_dkdv" && threads == 128) // 64 keys a block (S >= 64)

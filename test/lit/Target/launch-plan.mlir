@@ -15,13 +15,11 @@
 // PLAN-NEXT: launch muse_kmeans_init_k grid=1,B*Hkv,1 block=256 shared=0 comment=k-means init (keys)
 // PLAN-NEXT: launch muse_kmeans_assign_k grid=ceil(M/1024),B*Hkv,1 block=256 shared=0 comment=k-means assign (keys)
 // PLAN: launch muse_far_field grid=4,B*H,1 block=128 shared=0 comment=stage 2: far field and exact near field
-// PLAN-NEXT: backward buffer bwd_pg heads=B*H perN=4 perM=0 fixed=0 elem=4
 // PLAN-NEXT: backward buffer bwd_dr heads=B*H perN=64 perM=0 fixed=0 elem=4
 // PLAN-NEXT: backward buffer bwd_delta heads=B*H perN=1 perM=0 fixed=0 elem=4
 // PLAN-NEXT: backward buffer bwd_dqbar heads=B*H perN=0 perM=0 fixed=512 elem=4
 // PLAN-NEXT: backward buffer bwd_pairs heads=B*H perN=0 perM=0 fixed=1032 elem=4
-// PLAN-NEXT: backward launch muse_backward_rows grid=4,B*H,1 block=128 shared=0 comment=backward stage 2: per query, far-field and near-field gradients
-// PLAN-NEXT: backward launch muse_backward_pairs grid=4,B*H,1 block=256 shared=0 comment=backward stage 1: pair sums over each query cluster's members
+// PLAN-NEXT: backward launch muse_backward_rows grid=4,B*H,1 block=128 shared=0 comment=backward stage 2: per query, far-field and near-field gradients; stage-1 pair sums
 // PLAN-NEXT: backward launch muse_backward_keys grid=2,B*Hkv,1 block=128 shared=0 comment=backward stage 1 and near field: dk, dv per key cluster
 // PLAN-NEXT: backward launch muse_backward_centroid grid=4,B*H,1 block=64 shared=0 comment=backward: centroid gradient spread to the members, dq
 // PLAN-NEXT: end

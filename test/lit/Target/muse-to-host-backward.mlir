@@ -2,7 +2,9 @@
 
 // An acausal plan has a backward plan next to the forward: the launcher prints
 // both. The backward's workspace is the forward's (same offsets, still holding
-// what the forward wrote) followed by the backward's own buffers.
+// what the forward wrote) followed by the backward's own buffers. Order 0 with
+// 16-bit inputs: backward_rows forms the pair sums, so no bwd_pg and no
+// backward_pairs launch (Backward.cpp fusedPairs).
 #spec = #muse.spec<name = "host-bwd", query_clusters = 16, key_clusters = 8, kmeans_iters = 1, order = 0>
 
 // CHECK-LABEL: size_t muse_host_bwd_workspace_bytes(long long B, long long H, long long Hkv, long long N, long long M) {
@@ -19,7 +21,6 @@
 
 // CHECK-LABEL: size_t muse_host_bwd_backward_workspace_bytes(long long B, long long H, long long Hkv, long long N, long long M) {
 // CHECK-NEXT: size_t bytes = muse_host_bwd_workspace_bytes(B, H, Hkv, N, M);
-// CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (16 * N)); // bwd_pg
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (64 * N)); // bwd_dr
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (N)); // bwd_delta
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (8192)); // bwd_dqbar
@@ -34,8 +35,6 @@
 // CHECK: p.row_lse = (decltype(p.row_lse))(workspace + at);
 // CHECK-NEXT: at += muse_align256(4ull * (B * H) * (N));
 // CHECK-NEXT: // The backward's own.
-// CHECK-NEXT: p.bwd_pg = (decltype(p.bwd_pg))(workspace + at);
-// CHECK-NEXT: at += muse_align256(4ull * (B * H) * (16 * N));
 // CHECK-NEXT: p.bwd_dr = (decltype(p.bwd_dr))(workspace + at);
 // CHECK-NEXT: at += muse_align256(4ull * (B * H) * (64 * N));
 // CHECK-NEXT: p.bwd_delta = (decltype(p.bwd_delta))(workspace + at);
@@ -46,14 +45,11 @@
 // CHECK-NEXT: at += muse_align256(4ull * (B * H) * (16512));
 // The backward launches, in plan order; no forward kernel runs again.
 // CHECK-NOT: muse_kmeans
-// CHECK: // backward stage 2: per query, far-field and near-field gradients
+// CHECK: // backward stage 2: per query, far-field and near-field gradients; stage-1 pair sums
 // CHECK-NEXT: if ((r = cuModuleGetFunction(&f, module, "muse_backward_rows")) != CUDA_SUCCESS)
 // CHECK-NEXT: return r;
 // CHECK-NEXT: if ((r = cuLaunchKernel(f, (unsigned)(16), (unsigned)(B * H), (unsigned)(1), 128, 1, 1, 0, stream, args, NULL)) != CUDA_SUCCESS)
-// CHECK: // backward stage 1: pair sums over each query cluster's members
-// CHECK-NEXT: if ((r = cuModuleGetFunction(&f, module, "muse_backward_pairs")) != CUDA_SUCCESS)
-// CHECK-NEXT: return r;
-// CHECK-NEXT: if ((r = cuLaunchKernel(f, (unsigned)(16), (unsigned)(B * H), (unsigned)(1), 256, 1, 1, 0, stream, args, NULL)) != CUDA_SUCCESS)
+// CHECK-NOT: muse_backward_pairs
 // CHECK: "muse_backward_keys"
 // CHECK-NEXT: return r;
 // CHECK-NEXT: cuLaunchKernel(f, (unsigned)(8), (unsigned)(B * Hkv), (unsigned)(1), 128, 1, 1, 0, stream, args, NULL)

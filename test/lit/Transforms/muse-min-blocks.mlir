@@ -7,7 +7,8 @@
 // inputs with D + Dv <= 128 on sm_90 and newer (Schedule.cpp
 // kernelMinBlocks). far_field 4 blocks an SM (not with near clusters, where
 // the cap would spill), the order-0 keys backward 3, the causal window 2 and
-// its backward dk/dv 4 and dq 2, order-0 backward_pairs 3 (D = Dv = 64).
+// its backward dk/dv 4 and dq 2. The order-0 backward on the tensor cores has
+// no backward_pairs: backward_rows forms the pair sums (Backward.cpp fusedPairs).
 
 #spec = #muse.spec<name = "c", causal = true, block_size = 2048, window_blocks = 1, order = 0>
 func.func @bf16_causal_o0(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>) -> tensor<?x?x?x64xf32> {
@@ -20,7 +21,8 @@ func.func @bf16_causal_o0(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, 
 // CHECK-LABEL: muse.plan @bf16_causal_o0_backward
 // CHECK: muse.kernel @muse_backward_window_dq = "muse::backward_window_dq<MuseCfg>" threads 256 min_blocks 2 shared 0
 // CHECK: muse.kernel @muse_backward_window_dkdv = "muse::backward_window_dkdv<MuseCfg>" threads 128 min_blocks 4 shared 0
-// CHECK: muse.kernel @muse_backward_pairs = "muse::backward_pairs<MuseCfg>" threads 256 min_blocks 3 shared 0
+// CHECK: muse.kernel @muse_backward_rows = "muse::backward_rows<MuseCfg, true>" threads 128 shared 0
+// CHECK-NOT: muse_backward_pairs
 // CHECK: muse.kernel @muse_backward_keys = "muse::backward_keys<MuseCfg>" threads 128 min_blocks 3 shared 0
 
 // -----
