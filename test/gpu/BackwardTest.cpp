@@ -99,6 +99,11 @@ INSTANTIATE_TEST_SUITE_P(
                 {1, 4, 2, 301, 277}},
         BwdCase{"f16_cq20_order0_no_dlse", DType::F16, 64, 64, 1, 20, 6, 0, 0, false,
                 {1, 1, 1, 257, 300}},
+        // The pair sums formed by backward_rows (rowsTiledMma<Cfg, true>):
+        // query clusters of two to three 64-member chunks (sums added across
+        // chunks, off_ij from the last), 20 key clusters (a partial tile).
+        BwdCase{"bf16_order0_fused_pairs_chunks", DType::BF16, 64, 64, 1, 3, 20, 0, 0, true,
+                {1, 2, 2, 389, 300}},
         // Order 1 (backward_keys.cuh keysFar1, backward_rows.cuh rowsDipole):
         // key clusters of several 32-key chunks (dqbar added across chunks),
         // query clusters of several member tiles and row chunks, D != Dv.
@@ -186,6 +191,10 @@ INSTANTIATE_TEST_SUITE_P(
                       {2, 4, 2, 403, 403}},
         CausalBwdCase{"causal_f16_s128_no_dlse", DType::F16, 64, 1, 8, 8, 0, 0, 128, 1, false,
                       {1, 2, 2, 300, 300}},
+        // Fused pair sums on served views: 2 query clusters, so served
+        // clusters of several 64-member chunks, and 20 key clusters.
+        CausalBwdCase{"causal_bf16_order0_fused_pairs_chunks", DType::BF16, 64, 1, 2, 20, 0, 0, 128, 1,
+                      true, {1, 2, 2, 611, 611}},
         CausalBwdCase{"causal_bf16_d128_s64_order1", DType::BF16, 128, 1, 8, 8, 1, 0, 64, 1, true,
                       {1, 2, 2, 229, 229}}),
     [](const ::testing::TestParamInfo<CausalBwdCase> &info) {
