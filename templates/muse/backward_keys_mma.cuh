@@ -195,10 +195,8 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
             loadATrans<KLD, T>(a, ks, 16 * mt, 16 * kk, lane);
             loadBTrans<WLD, T>(bh4, waHi, 16 * kk, 0, lane);
             loadBTrans<WLD, T>(bl4, waLo, 16 * kk, 0, lane);
-            mma16816<T>(acc[0], a, bh4[0], bh4[1]);
-            mma16816<T>(acc[1], a, bh4[2], bh4[3]);
-            mma16816<T>(acc[0], a, bl4[0], bl4[1]);
-            mma16816<T>(acc[1], a, bl4[2], bl4[3]);
+            mmaTwoTiles<T>(acc, a, bh4);
+            mmaTwoTiles<T>(acc, a, bl4);
           }
 #pragma unroll
           for (int n = 0; n < 2; ++n)

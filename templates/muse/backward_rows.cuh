@@ -699,17 +699,13 @@ __device__ __forceinline__ void rowsPairSums(float *pairs, const float *sum_i, b
         unsigned bL[4];
         loadBTrans<KLD, T>(bH, rHi, 16 * kk, c0, lane);
         loadBTrans<KLD, T>(bL, rLo, 16 * kk, c0, lane);
-        mma16816<T>(acc[0], aH, bH[0], bH[1]);
-        mma16816<T>(acc[1], aH, bH[2], bH[3]);
-        mma16816<T>(acc[0], aH, bL[0], bL[1]);
-        mma16816<T>(acc[1], aH, bL[2], bL[3]);
+        mmaTwoTiles<T>(acc, aH, bH);
+        mmaTwoTiles<T>(acc, aH, bL);
       } else {
         loadBTrans<VLD, T>(bH, dOs, 16 * kk, c0, lane); // dO is exact in T: no lo part
-        mma16816<T>(acc[0], aH, bH[0], bH[1]);
-        mma16816<T>(acc[1], aH, bH[2], bH[3]);
+        mmaTwoTiles<T>(acc, aH, bH);
       }
-      mma16816<T>(acc[0], aL, bH[0], bH[1]);
-      mma16816<T>(acc[1], aL, bH[2], bH[3]);
+      mmaTwoTiles<T>(acc, aL, bH);
     }
 #pragma unroll
     for (int n = 0; n < 2; ++n)

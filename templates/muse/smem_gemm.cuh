@@ -146,6 +146,14 @@ __device__ __forceinline__ void mma16816<__half>(float (&c)[4], const unsigned (
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/// acc[0] += A·B0, acc[1] += A·B1 for the two 8-column n-tiles of an x4 B
+/// fragment (loadBTrans / ldmatrix: b[0], b[1] the first, b[2], b[3] the second).
+template <class T>
+__device__ __forceinline__ void mmaTwoTiles(float (&acc)[2][4], const unsigned (&a)[4], const unsigned (&b)[4]) {
+  mma16816<T>(acc[0], a, b[0], b[1]);
+  mma16816<T>(acc[1], a, b[2], b[3]);
+}
+
 /// A 32-bit pair of 16-bit elements from shared memory.
 __device__ __forceinline__ unsigned lds32(const void *p) { return *static_cast<const unsigned *>(p); }
 
