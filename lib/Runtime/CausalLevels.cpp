@@ -49,8 +49,14 @@ void levelView(LaunchView view, const LevelGeometry &g, const MuseParams &base,
   s.N = s.M = g.length;
   if (view == LaunchView::Segment)
     return;
-  // Served: query rows of R; stage 2 writes the level's partial, not o.
+  // Served: query rows of R; stage 2 writes the level's partial, not o
+  // (or merges it into o itself, through merge_o / merge_lse).
   p.seg_qbase = g.servedBase;
+  p.merge_o = base.o;
+  p.merge_o_sb = base.o_sb;
+  p.merge_o_sh = base.o_sh;
+  p.merge_o_sn = base.o_sn;
+  p.merge_lse = base.lse;
   p.o = base.part_o;
   p.o_sn = valueDim;
   p.o_sh = shape.N * valueDim;

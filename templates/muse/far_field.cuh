@@ -141,7 +141,29 @@ __device__ __forceinline__ void foldTileMma(float (&s)[JT / 8][4], const float *
 /// P V; the online softmax runs on the accumulator fragments (the four lanes
 /// of a quad share a row). Empty key clusters (lnmass = -inf) are stored as
 /// zero columns so that their summaries never reach an MMA.
-template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
+/// kMerge: the rows this quad will merge into (o and run_lse, written by the
+/// window a whole kernel ago, so in DRAM) fetched into L2 before the step's
+/// products, so that the epilogue's reads wait for L2, not DRAM.
+template <int DV>
+__device__ __forceinline__ void mergePrefetch(const MuseParams &p, const HeadIndex &hi, const bool (&live)[2],
+                                              const int (&qi)[2], int t4) {
+  const int segA = hi.b % p.seg_count, segB = hi.b / p.seg_count;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    if (!live[rr])
+      continue;
+    const long long t = (long long)segA * p.seg_stride + p.seg_qbase + qi[rr];
+    const float *orow = p.merge_o + segB * p.merge_o_sb + hi.h * p.merge_o_sh + t * p.merge_o_sn;
+    // The quad's lanes: a quarter of the row each, a prefetch per 32-byte sector.
+#pragma unroll
+    for (int s = 0; s < DV / 32; ++s)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(orow + (DV / 4) * t4 + 8 * s));
+    if (t4 == 0)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.run_lse + ((long long)segB * p.H + hi.h) * p.seq_len + t));
+  }
+}
+
+template <class Cfg, bool kMerge> __device__ void farFieldMma(const MuseParams &p) {
   using Tl = FarFieldMmaTiles<Cfg>;
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, THREADS = Cfg::THREADS;
@@ -255,6 +277,8 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
       live[rr] = row < qcount;
       qi[rr] = live[rr] ? qperm[row] : 0;
     }
+    if constexpr (kMerge)
+      mergePrefetch<DV>(p, hi, live, qi, t4);
     // A fragments of r = x - qbar_i (a_{rr + 2h}: row g + 8 rr, columns 16 kd + 2 t4 + 8 h).
     unsigned ahi[KD][4], alo[KD][4];
 #pragma unroll
@@ -366,12 +390,62 @@ template <class Cfg> __device__ void farFieldMma(const MuseParams &p) {
       }
     }
 
+    // kMerge: the row's lse so far (window and earlier levels), read by every
+    // lane before the quads' first lanes rewrite it.
+    // Position of served row n in the call: segment a of batch b, a S_stride + base + n.
+    const int segA = kMerge ? hi.b % p.seg_count : 0, segB = kMerge ? hi.b / p.seg_count : 0;
+    auto position = [&](int n) { return (long long)segA * p.seg_stride + p.seg_qbase + n; };
+    auto lseAt = [&](int n) { return ((long long)segB * p.H + hi.h) * p.seq_len + position(n); };
+    float lseOld[2] = {-kInf(), -kInf()};
+    if constexpr (kMerge) {
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr)
+        if (live[rr])
+          lseOld[rr] = p.run_lse[lseAt(qi[rr])];
+      __syncwarp();
+    }
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
       l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 1);
       l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 2);
       if (!live[rr])
         continue;
+      if constexpr (kMerge) {
+        // causal_merge's update of this row, with the partial still in registers.
+        const float lseP = m[rr] + logf(l[rr]);
+        if (lseP == -kInf())
+          continue;
+        const float mx = fmaxf(lseOld[rr], lseP);
+        const float wa = expf(lseOld[rr] - mx), wb = expf(lseP - mx), z = wa + wb;
+        float *orow = p.merge_o + segB * p.merge_o_sb + hi.h * p.merge_o_sh + position(qi[rr]) * p.merge_o_sn;
+        // Every load of the row's old values before the first store (a store
+        // between them would order each load behind it: a round trip each).
+        const bool pairs = (reinterpret_cast<unsigned long long>(orow) & 7ull) == 0;
+        float2 prev[NV];
+#pragma unroll
+        for (int nv = 0; nv < NV; ++nv)
+          prev[nv] = pairs ? *reinterpret_cast<const float2 *>(orow + 8 * nv + 2 * t4)
+                           : make_float2(orow[8 * nv + 2 * t4], orow[8 * nv + 2 * t4 + 1]);
+#pragma unroll
+        for (int nv = 0; nv < NV; ++nv) {
+          const float x = (wa * prev[nv].x + wb * (o[nv][2 * rr] / l[rr])) / z;
+          const float y = (wa * prev[nv].y + wb * (o[nv][2 * rr + 1] / l[rr])) / z;
+          if (pairs) {
+            *reinterpret_cast<float2 *>(orow + 8 * nv + 2 * t4) = make_float2(x, y);
+          } else {
+            orow[8 * nv + 2 * t4] = x;
+            orow[8 * nv + 2 * t4 + 1] = y;
+          }
+        }
+        if (t4 == 0) {
+          const float total = mx + logf(z);
+          const long long at = lseAt(qi[rr]);
+          p.run_lse[at] = total;
+          if (p.merge_lse)
+            p.merge_lse[at] = total;
+        }
+        continue;
+      }
       float *orow = p.o + oRow(p, hi.b, hi.h, qi[rr]);
       // 8-byte stores where the row allows: a warp's store then fills whole
       // 32-byte sectors of 8 rows instead of half of each.
@@ -541,10 +615,15 @@ template <class Cfg> __device__ void farFieldExact(const MuseParams &p) {
   }
 }
 
-/// Grid (CQ, B*H), block THREADS.
-template <class Cfg> __device__ void far_field(const MuseParams &p) {
+/// Grid (CQ, B*H), block THREADS. kMerge (causal order 0 on the tensor cores,
+/// Outline.cpp): on a level's served view the far field merges its partial
+/// into the call's o and run_lse itself, as causal_merge would (which the
+/// plan then does not launch), instead of writing part_o and row_lse.
+template <class Cfg, bool kMerge = false> __device__ void far_field(const MuseParams &p) {
+  static_assert(!kMerge || (FarFieldMmaTiles<Cfg>::usable && Cfg::ORDER == 0),
+                "the far field merges its partial itself only at order 0 on the tensor cores");
   if constexpr (FarFieldMmaTiles<Cfg>::usable)
-    farFieldMma<Cfg>(p);
+    farFieldMma<Cfg, kMerge>(p);
   else
     farFieldExact<Cfg>(p);
 }

@@ -97,6 +97,12 @@ struct MuseParams {
   int *out_key;         // i32 [levels, B*Hkv, N] partition export, null: not requested
   int *out_query;       // i32 [levels, B*H, N]
   int *out_served;      // i32 [levels, B*H, N]
+  // The call's o (f32, its strides) and lse (null: not requested), also in
+  // views whose o is part_o: a served launch that merges its partial itself
+  // (far_field<Cfg, true>) writes there.
+  float *merge_o;
+  long long merge_o_sb, merge_o_sh, merge_o_sn;
+  float *merge_lse;
 
   // Backward (templates/README.md "Backward"); null/0 in forward launches.
   // o and dO are in the input dtype T (like q, k, v); gradients are fp32

@@ -49,6 +49,14 @@ class PlanBuilder {
 public:
   explicit PlanBuilder(SpecAttr spec, ScheduleAttr sched) : spec(spec), sched(sched) {}
 
+  /// Causal order 0 with 16-bit inputs: the far field's tensor-core kernel
+  /// merges each level's partial into o and run_lse itself
+  /// (far_field<Cfg, true>), so no causal_merge runs. Order 1 keeps the
+  /// merge: the dipole refines the partial after the far field.
+  bool mergeInFarField() const {
+    return spec.getCausal() && spec.getOrder() == 0 && !spec.getDtype().isF32();
+  }
+
   /// The causal ops of ALGORITHM.md section 4 (muse-decompose's causal lowering).
   bool addCausal(Operation *op) {
     int64_t T = sched.getThreads();
@@ -79,9 +87,10 @@ public:
     }
     if (isa<MergeOp>(op)) {
       use({"row_lse", "part_o", "run_lse", "served", "q_assign", "k_assign"});
-      launch("muse_causal_merge", "causal_merge<MuseCfg>", 128,
-             "merge of the level's partial (log-sum-exp weights)",
-             {over(Sym::N, 128), heads(true), constant(1)}, "level");
+      if (!mergeInFarField())
+        launch("muse_causal_merge", "causal_merge<MuseCfg>", 128,
+               "merge of the level's partial (log-sum-exp weights)",
+               {over(Sym::N, 128), heads(true), constant(1)}, "level");
       launch("muse_causal_export", "causal_export<MuseCfg>", 256,
              "the level's partitions, when requested", {over(Sym::N, 256), heads(true), constant(1)},
              "level");
@@ -128,6 +137,13 @@ public:
       use({"q_centroids", "q_offsets", "q_perm", "k_offsets", "k_perm", "summaries", "row_lse"});
       if (spec.getNearClusters() > 0)
         use({"near"});
+      if (mergeInFarField()) {
+        use({"run_lse"});
+        launch("muse_far_field", "far_field<MuseCfg, true>", T,
+               "stage 2: far field and exact near field, merged into o (log-sum-exp weights)",
+               {constant(CQ), heads(true), constant(1)});
+        return success();
+      }
       launch("muse_far_field", "far_field<MuseCfg>", T, "stage 2: far field and exact near field",
              {constant(CQ), heads(true), constant(1)});
       return success();

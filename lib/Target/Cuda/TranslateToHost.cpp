@@ -214,9 +214,15 @@ void emitLaunches(std::ostream &os, const std::vector<KernelLaunch> &launches, i
     if (served && valueDim < 1)
       os << "#error \"muse: a causal plan with served launches needs a part_o buffer\"\n";
     if (served)
-      os << "    // view \"served\": query rows of the served range; the level's partial o, no lse.\n"
+      os << "    // view \"served\": query rows of the served range; the level's partial o, no lse\n"
+         << "    // (merge_o, merge_lse: the call's, for a launch that merges its partial itself).\n"
          << "    MuseParams served_p = segment_p;\n"
          << "    served_p.seg_qbase = g.served_base;\n"
+         << "    served_p.merge_o = p.o;\n"
+         << "    served_p.merge_o_sb = p.o_sb;\n"
+         << "    served_p.merge_o_sh = p.o_sh;\n"
+         << "    served_p.merge_o_sn = p.o_sn;\n"
+         << "    served_p.merge_lse = p.lse;\n"
          << "    served_p.o = p.part_o;\n"
          << "    served_p.o_sn = " << valueDim << ";\n"
          << "    served_p.o_sh = N * " << valueDim << ";\n"

@@ -17,7 +17,7 @@ func.func @bf16_causal_o0(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, 
 }
 // CHECK-LABEL: muse.plan @bf16_causal_o0
 // CHECK: muse.kernel @muse_causal_window = "muse::causal_window<MuseCfg>" threads 256 min_blocks 2 shared 0
-// CHECK: muse.kernel @muse_far_field = "muse::far_field<MuseCfg>" threads 128 min_blocks 4 shared 0
+// CHECK: muse.kernel @muse_far_field = "muse::far_field<MuseCfg, true>" threads 128 min_blocks 4 shared 0
 // CHECK-LABEL: muse.plan @bf16_causal_o0_backward
 // CHECK: muse.kernel @muse_backward_window_dq = "muse::backward_window_dq<MuseCfg>" threads 256 min_blocks 2 shared 0
 // CHECK: muse.kernel @muse_backward_window_dkdv = "muse::backward_window_dkdv<MuseCfg>" threads 128 min_blocks 4 shared 0
