@@ -57,10 +57,12 @@ void levelView(LaunchView view, const LevelGeometry &g, const MuseParams &base,
   p.merge_o_sh = base.o_sh;
   p.merge_o_sn = base.o_sn;
   p.merge_lse = base.lse;
-  p.o = base.part_o;
-  p.o_sn = valueDim;
-  p.o_sh = shape.N * valueDim;
-  p.o_sb = shape.H * shape.N * valueDim;
+  p.o = base.part_o; // null where the plan has none (the far field merges through merge_o)
+  if (base.part_o) {
+    p.o_sn = valueDim;
+    p.o_sh = shape.N * valueDim;
+    p.o_sb = shape.H * shape.N * valueDim;
+  }
   p.lse = nullptr;
 }
 

@@ -86,7 +86,10 @@ public:
       return true;
     }
     if (isa<MergeOp>(op)) {
-      use({"row_lse", "part_o", "run_lse", "served", "q_assign", "k_assign"});
+      // part_o only where causal_merge reads the level's partial from it.
+      use({"row_lse", "run_lse", "served", "q_assign", "k_assign"});
+      if (!mergeInFarField())
+        use({"part_o"});
       if (!mergeInFarField())
         launch("muse_causal_merge", "causal_merge<MuseCfg>", 128,
                "merge of the level's partial (log-sum-exp weights)",
