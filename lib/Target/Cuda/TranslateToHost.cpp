@@ -180,6 +180,11 @@ void emitLaunch(std::ostream &os, const KernelLaunch &l, const std::string &inde
 void emitLaunches(std::ostream &os, const std::vector<KernelLaunch> &launches, int64_t valueDim) {
   os << "\n  CUfunction f;\n  CUresult r;\n  void *args[] = {&p};\n";
   const bool causal = hasLevelLaunches(launches);
+  // A plan without part_o merges in the far field (far_field<Cfg, true>);
+  // one that launches causal_merge reads the partial from part_o.
+  const bool merges = std::any_of(launches.begin(), launches.end(), [](const KernelLaunch &l) {
+    return l.kernel == "muse_causal_merge";
+  });
   if (causal)
     os << "  const int levels = muse_level_count(N, block_size, window_blocks);\n";
   for (size_t i = 0; i < launches.size();) {
@@ -212,42 +217,32 @@ void emitLaunches(std::ostream &os, const std::vector<KernelLaunch> &launches, i
          << "    segment_p.B = (int)seg_B;\n"
          << "    segment_p.N = segment_p.M = (int)g.length;\n"
          << "    void *segment_args[] = {&segment_p};\n";
-    // A plan without part_o merges in the far field (far_field<Cfg, true>);
-    // one that launches causal_merge reads the partial from part_o.
-    const bool merges = std::any_of(launches.begin(), launches.end(), [](const KernelLaunch &l) {
-      return l.kernel == "muse_causal_merge";
-    });
     if (served && valueDim < 1 && merges)
       os << "#error \"muse: a causal plan that launches causal_merge needs a part_o buffer\"\n";
-    if (served && valueDim < 1)
-      os << "    // view \"served\": query rows of the served range; no part_o: the far field\n"
-         << "    // merges its partial into the call's o and lse (merge_o, merge_lse).\n"
-         << "    MuseParams served_p = segment_p;\n"
+    if (served) {
+      if (valueDim < 1)
+        os << "    // view \"served\": query rows of the served range; no part_o: the far field\n"
+           << "    // merges its partial into the call's o and lse (merge_o, merge_lse).\n";
+      else
+        os << "    // view \"served\": query rows of the served range; the level's partial o, no lse\n"
+           << "    // (merge_o, merge_lse: the call's, for a launch that merges its partial itself).\n";
+      os << "    MuseParams served_p = segment_p;\n"
          << "    served_p.seg_qbase = g.served_base;\n"
          << "    served_p.merge_o = p.o;\n"
          << "    served_p.merge_o_sb = p.o_sb;\n"
          << "    served_p.merge_o_sh = p.o_sh;\n"
          << "    served_p.merge_o_sn = p.o_sn;\n"
-         << "    served_p.merge_lse = p.lse;\n"
-         << "    served_p.o = NULL;\n"
-         << "    served_p.lse = NULL;\n"
+         << "    served_p.merge_lse = p.lse;\n";
+      if (valueDim < 1)
+        os << "    served_p.o = NULL;\n";
+      else
+        os << "    served_p.o = p.part_o;\n"
+           << "    served_p.o_sn = " << valueDim << ";\n"
+           << "    served_p.o_sh = N * " << valueDim << ";\n"
+           << "    served_p.o_sb = H * N * " << valueDim << ";\n";
+      os << "    served_p.lse = NULL;\n"
          << "    void *served_args[] = {&served_p};\n";
-    else if (served)
-      os << "    // view \"served\": query rows of the served range; the level's partial o, no lse\n"
-         << "    // (merge_o, merge_lse: the call's, for a launch that merges its partial itself).\n"
-         << "    MuseParams served_p = segment_p;\n"
-         << "    served_p.seg_qbase = g.served_base;\n"
-         << "    served_p.merge_o = p.o;\n"
-         << "    served_p.merge_o_sb = p.o_sb;\n"
-         << "    served_p.merge_o_sh = p.o_sh;\n"
-         << "    served_p.merge_o_sn = p.o_sn;\n"
-         << "    served_p.merge_lse = p.lse;\n"
-         << "    served_p.o = p.part_o;\n"
-         << "    served_p.o_sn = " << valueDim << ";\n"
-         << "    served_p.o_sh = N * " << valueDim << ";\n"
-         << "    served_p.o_sb = H * N * " << valueDim << ";\n"
-         << "    served_p.lse = NULL;\n"
-         << "    void *served_args[] = {&served_p};\n";
+    }
     if (segment)
       os << "    (void)seg_N;\n    (void)seg_M;\n    (void)segment_args;\n";
     ShapeNames segmentNames;
