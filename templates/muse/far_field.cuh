@@ -132,6 +132,42 @@ __device__ __forceinline__ void foldTileMma(float (&s)[JT / 8][4], const float *
   }
 }
 
+/// far_field<Cfg, true> on a served view: where served row n of this view
+/// head lands in the call (segment a of batch b: position a·seg_stride +
+/// seg_qbase + n), its o row in merge_o and its run_lse / lse entry.
+struct MergeRows {
+  const MuseParams &p;
+  int segA, segB, h;
+  __device__ MergeRows(const MuseParams &params, const HeadIndex &hi)
+      : p(params), segA(hi.b % params.seg_count), segB(hi.b / params.seg_count), h(hi.h) {}
+  __device__ long long position(int n) const { return (long long)segA * p.seg_stride + p.seg_qbase + n; }
+  __device__ long long lseAt(int n) const { return ((long long)segB * p.H + h) * p.seq_len + position(n); }
+  __device__ float *oRow(int n) const {
+    return p.merge_o + segB * p.merge_o_sb + h * p.merge_o_sh + position(n) * p.merge_o_sn;
+  }
+};
+
+/// The rows this quad will merge into (o and run_lse, written by the window a
+/// whole kernel ago, so in DRAM) fetched into L2 before the step's products,
+/// so that the epilogue's reads wait for L2, not DRAM.
+template <int DV>
+__device__ __forceinline__ void mergePrefetch(const MuseParams &p, const HeadIndex &hi, const bool (&live)[2],
+                                              const int (&qi)[2], int t4) {
+  const MergeRows rows(p, hi);
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    if (!live[rr])
+      continue;
+    const float *orow = rows.oRow(qi[rr]);
+    // The quad's lanes: a quarter of the row each, a prefetch per 32-byte sector.
+#pragma unroll
+    for (int s = 0; s < DV / 32; ++s)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(orow + (DV / 4) * t4 + 8 * s));
+    if (t4 == 0)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.run_lse + rows.lseAt(qi[rr])));
+  }
+}
+
 /// 16-bit path. Grid (CQ, B*H), block THREADS: the block's warps take 16
 /// queries each per step. Near key clusters are masked out of the far tiles
 /// and their members (exact in T) pass through the same shared tiles, JT keys
@@ -141,28 +177,6 @@ __device__ __forceinline__ void foldTileMma(float (&s)[JT / 8][4], const float *
 /// P V; the online softmax runs on the accumulator fragments (the four lanes
 /// of a quad share a row). Empty key clusters (lnmass = -inf) are stored as
 /// zero columns so that their summaries never reach an MMA.
-/// kMerge: the rows this quad will merge into (o and run_lse, written by the
-/// window a whole kernel ago, so in DRAM) fetched into L2 before the step's
-/// products, so that the epilogue's reads wait for L2, not DRAM.
-template <int DV>
-__device__ __forceinline__ void mergePrefetch(const MuseParams &p, const HeadIndex &hi, const bool (&live)[2],
-                                              const int (&qi)[2], int t4) {
-  const int segA = hi.b % p.seg_count, segB = hi.b / p.seg_count;
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    if (!live[rr])
-      continue;
-    const long long t = (long long)segA * p.seg_stride + p.seg_qbase + qi[rr];
-    const float *orow = p.merge_o + segB * p.merge_o_sb + hi.h * p.merge_o_sh + t * p.merge_o_sn;
-    // The quad's lanes: a quarter of the row each, a prefetch per 32-byte sector.
-#pragma unroll
-    for (int s = 0; s < DV / 32; ++s)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(orow + (DV / 4) * t4 + 8 * s));
-    if (t4 == 0)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.run_lse + ((long long)segB * p.H + hi.h) * p.seq_len + t));
-  }
-}
-
 template <class Cfg, bool kMerge> __device__ void farFieldMma(const MuseParams &p) {
   using Tl = FarFieldMmaTiles<Cfg>;
   using T = typename Cfg::T;
@@ -392,16 +406,13 @@ template <class Cfg, bool kMerge> __device__ void farFieldMma(const MuseParams &
 
     // kMerge: the row's lse so far (window and earlier levels), read by every
     // lane before the quads' first lanes rewrite it.
-    // Position of served row n in the call: segment a of batch b, a S_stride + base + n.
-    const int segA = kMerge ? hi.b % p.seg_count : 0, segB = kMerge ? hi.b / p.seg_count : 0;
-    auto position = [&](int n) { return (long long)segA * p.seg_stride + p.seg_qbase + n; };
-    auto lseAt = [&](int n) { return ((long long)segB * p.H + hi.h) * p.seq_len + position(n); };
     float lseOld[2] = {-kInf(), -kInf()};
     if constexpr (kMerge) {
+      const MergeRows rows(p, hi);
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr)
         if (live[rr])
-          lseOld[rr] = p.run_lse[lseAt(qi[rr])];
+          lseOld[rr] = p.run_lse[rows.lseAt(qi[rr])];
       __syncwarp();
     }
 #pragma unroll
@@ -417,7 +428,8 @@ template <class Cfg, bool kMerge> __device__ void farFieldMma(const MuseParams &
           continue;
         const float mx = fmaxf(lseOld[rr], lseP);
         const float wa = expf(lseOld[rr] - mx), wb = expf(lseP - mx), z = wa + wb;
-        float *orow = p.merge_o + segB * p.merge_o_sb + hi.h * p.merge_o_sh + position(qi[rr]) * p.merge_o_sn;
+        const MergeRows rows(p, hi);
+        float *orow = rows.oRow(qi[rr]);
         // Every load of the row's old values before the first store (a store
         // between them would order each load behind it: a round trip each).
         const bool pairs = (reinterpret_cast<unsigned long long>(orow) & 7ull) == 0;
@@ -439,7 +451,7 @@ template <class Cfg, bool kMerge> __device__ void farFieldMma(const MuseParams &
         }
         if (t4 == 0) {
           const float total = mx + logf(z);
-          const long long at = lseAt(qi[rr]);
+          const long long at = rows.lseAt(qi[rr]);
           p.run_lse[at] = total;
           if (p.merge_lse)
             p.merge_lse[at] = total;
