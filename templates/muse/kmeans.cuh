@@ -390,9 +390,7 @@ template <class Cfg, Side S, bool kServed = false> __device__ void kmeansAssignM
       }
     }
     __syncthreads(); // sAssign is complete
-    if constexpr (kServed) {
-      // the assignment is all a served view needs
-    } else if constexpr (kMmaSums) {
+    if constexpr (kMmaSums) { // never in served mode: the assignment is all a served view needs
       // One-hot A fragment of cluster rows m0 + g, m0 + g + 8 and the slab's points.
       auto onehot = [&](unsigned (&a)[4], int m0, int2 lo, int2 hi) {
         const int r0 = m0 + g, r1 = m0 + g + 8;
@@ -426,7 +424,7 @@ template <class Cfg, Side S, bool kServed = false> __device__ void kmeansAssignM
           mma16816<T>(sacc[u][1], a, b[2], b[3]);
         }
       }
-    } else {
+    } else if constexpr (!kServed) {
       // Warp w adds its kChunk / 8 points one at a time, 32 consecutive components a request.
       constexpr int PW = kChunk / 8;
 #pragma unroll 1

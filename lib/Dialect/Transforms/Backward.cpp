@@ -64,6 +64,8 @@ bool fusedPairs(SpecAttr spec) {
   const int64_t D = spec.getHeadDim(), Dv = spec.getValueDim();
   return spec.getOrder() == 0 && !spec.getDtype().isF32() && D % 16 == 0 && Dv % 16 == 0 && D + Dv <= 128;
 }
+/// Whether the plan launches `kernel` (backward_pairs only where not fused).
+bool launched(SpecAttr spec, StringRef kernel) { return !fusedPairs(spec) || kernel != "muse_backward_pairs"; }
 const char *rowsInstance(SpecAttr spec) {
   return fusedPairs(spec) ? "muse::backward_rows<MuseCfg, true>" : "muse::backward_rows<MuseCfg>";
 }
@@ -248,7 +250,7 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
        "segment"},
   };
   for (const BwdKernel &k : tail)
-    if (!fusedPairs(spec) || StringRef(k.name) != "muse_backward_pairs")
+    if (launched(spec, k.name))
       kernels.push_back(k);
   llvm::StringSet<> declared;
   for (const BwdKernel &k : kernels)
@@ -319,7 +321,7 @@ LogicalResult outlineBackward(func::FuncOp func) {
   };
   std::vector<BwdKernel> kernels;
   for (const BwdKernel &k : all)
-    if (!fusedPairs(spec) || StringRef(k.name) != "muse_backward_pairs")
+    if (launched(spec, k.name))
       kernels.push_back(k);
   for (const BwdKernel &k : kernels)
     pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage,

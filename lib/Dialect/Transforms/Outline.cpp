@@ -88,12 +88,12 @@ public:
     if (isa<MergeOp>(op)) {
       // part_o only where causal_merge reads the level's partial from it.
       use({"row_lse", "run_lse", "served", "q_assign", "k_assign"});
-      if (!mergeInFarField())
+      if (!mergeInFarField()) {
         use({"part_o"});
-      if (!mergeInFarField())
         launch("muse_causal_merge", "causal_merge<MuseCfg>", 128,
                "merge of the level's partial (log-sum-exp weights)",
                {over(Sym::N, 128), heads(true), constant(1)}, "level");
+      }
       launch("muse_causal_export", "causal_export<MuseCfg>", 256,
              "the level's partitions, when requested", {over(Sym::N, 256), heads(true), constant(1)},
              "level");
