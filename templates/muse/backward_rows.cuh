@@ -78,21 +78,25 @@ __device__ void rowsMemberStats(const MuseParams &p, const HeadIndex &hi, int bh
   constexpr int DV = Cfg::DV;
   using T = typename Cfg::T;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const bool causal = p.seg_count > 0;
+  if (p.seg_count > 0) {
+    // Causal levels: delta = dO . o of the merged o (window kernel), so a
+    // thread a member, every member's loads at once.
+    for (int r = threadIdx.x; r < mn; r += kBwdThreads) {
+      const int n = members[r];
+      const float delta = p.bwd_delta[globalRow(p, bh, n)];
+      lseS[r] = rowLse(p, bh, n);
+      cS[r] = delta - rowDLse(p, bh, n);
+    }
+    return;
+  }
   for (int r = warp; r < mn; r += kBwdWarps) {
     const int n = members[r];
-    float delta;
-    if (causal) {
-      delta = p.bwd_delta[globalRow(p, bh, n)]; // dO . o of the merged o (window kernel)
-    } else {
-      Lanes<DV> o, dO;
-      o.template loadT<T>(p.o_in, oRow(p, hi.b, hi.h, n), lane);
-      dO.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
-      delta = dO.dotWith(o);
-      if (lane == 0)
-        p.bwd_delta[(long long)bh * p.N + n] = delta;
-    }
+    Lanes<DV> o, dO;
+    o.template loadT<T>(p.o_in, oRow(p, hi.b, hi.h, n), lane);
+    dO.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
+    const float delta = dO.dotWith(o);
     if (lane == 0) {
+      p.bwd_delta[(long long)bh * p.N + n] = delta;
       lseS[r] = rowLse(p, bh, n);
       cS[r] = delta - rowDLse(p, bh, n);
     }
@@ -779,6 +783,9 @@ template <class Cfg, bool kFusedPairs> __device__ void rowsTiledMma(const MusePa
   __shared__ float glTot[kFusedPairs ? JT : 1];
   // Units of 16 columns of (gK | gV) a warp: warp w takes units w, w + kBwdWarps, ...
   constexpr int UNITS = (D + DV) / 16, UPW = cdiv(UNITS, kBwdWarps);
+  // Without a near field the epilogue writes dq from the dL/dr fragments.
+  constexpr bool kDirectDq = Cfg::NEAR == 0;
+  const bool causal = p.seg_count > 0;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3, ra = 16 * warp + g, rb = ra + 8;
@@ -791,6 +798,9 @@ template <class Cfg, bool kFusedPairs> __device__ void rowsTiledMma(const MusePa
   float *pairs = p.bwd_pairs + ((long long)bh * CQ + i) * CK * F;
   for (int d = tid; d < D; d += kBwdThreads)
     cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
+  // Every chunk's tiles stage row i of the summaries (kbar, vbar, ln-mass)
+  // after a barrier: fetched into L2 once here, those loads wait for L2.
+  prefetchRowsL2(sum_i, 0, 1, CK * F * 4, tid, kBwdThreads);
   if (kFusedPairs && qcount == 0) {
     // No members: every pair sum of i is zero (off_ij too), as backward_keys reads them.
     for (int e = tid; e < CK * F; e += kBwdThreads)
@@ -800,23 +810,47 @@ template <class Cfg, bool kFusedPairs> __device__ void rowsTiledMma(const MusePa
 
   for (int m0 = 0; m0 < qcount; m0 += QT) {
     const int mn = cmin(QT, qcount - m0);
-    __syncthreads(); // cen is written; the previous chunk is no longer read
-    for (int e = tid; e < QT * D / 2; e += kBwdThreads) {
-      const int r = e / (D / 2), d = 2 * (e - r * (D / 2));
-      float a = 0.f, b = 0.f;
-      if (r < mn) {
-        const long long row = qRow(p, hi.b, hi.h, qperm[m0 + r]) + d;
-        a = scaled(p, loadf<T>(p.q, row)) - cen[d];
-        b = scaled(p, loadf<T>(p.q, row + 1)) - cen[d + 1];
+    if (kDirectDq && causal) // the chunk's dq rows, read back by the epilogue
+      for (int e = tid; e < mn * NK; e += kBwdThreads) { // NK: 32-byte sectors of a row
+        const int r = e / NK, s = e - r * NK;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p.dq + dqRow(p, hi.b, hi.h, qperm[m0 + r]) + 8 * s));
       }
-      storeSplit<T>(rHi + r * KLD + d, rLo + r * KLD + d, a, b);
-    }
-    for (int e = tid; e < QT * DV / 2; e += kBwdThreads) {
-      const int r = e / (DV / 2), d = 2 * (e - r * (DV / 2));
-      unsigned u = 0u;
-      if (r < mn)
-        u = ldPair<T>(static_cast<const T *>(p.dout) + doRow(p, hi.b, hi.h, qperm[m0 + r]) + d);
-      *reinterpret_cast<unsigned *>(dOs + r * VLD + d) = u;
+    __syncthreads(); // cen is written; the previous chunk is no longer read
+    {
+      // The members' q and dO rows, EB pairs of each at a time: every load
+      // of a batch before its first store.
+      constexpr int EQ = QT * D / 2 / kBwdThreads, EO = QT * DV / 2 / kBwdThreads, EB = 8;
+      static_assert(EQ * kBwdThreads == QT * D / 2 && EO * kBwdThreads == QT * DV / 2, "whole pairs a thread");
+      static_assert(EQ % EB == 0 && EO % EB == 0, "whole batches");
+      const T *qp = static_cast<const T *>(p.q), *dop = static_cast<const T *>(p.dout);
+#pragma unroll 1
+      for (int k0 = 0; k0 < (EQ > EO ? EQ : EO); k0 += EB) {
+        unsigned qv[EB], ov[EB];
+#pragma unroll
+        for (int k = 0; k < EB; ++k) {
+          const int e = tid + (k0 + k) * kBwdThreads, r = e / (D / 2), d = 2 * (e - r * (D / 2));
+          qv[k] = k0 < EQ && r < mn ? ldPair<T>(qp + qRow(p, hi.b, hi.h, qperm[m0 + r]) + d) : 0u;
+        }
+#pragma unroll
+        for (int k = 0; k < EB; ++k) {
+          const int e = tid + (k0 + k) * kBwdThreads, r = e / (DV / 2), d = 2 * (e - r * (DV / 2));
+          ov[k] = k0 < EO && r < mn ? ldPair<T>(dop + doRow(p, hi.b, hi.h, qperm[m0 + r]) + d) : 0u;
+        }
+        if (k0 < EQ)
+#pragma unroll
+          for (int k = 0; k < EB; ++k) {
+            const int e = tid + (k0 + k) * kBwdThreads, r = e / (D / 2), d = 2 * (e - r * (D / 2));
+            const float2 x = unpack2<T>(qv[k]);
+            const float a = r < mn ? scaled(p, x.x) - cen[d] : 0.f, b = r < mn ? scaled(p, x.y) - cen[d + 1] : 0.f;
+            storeSplit<T>(rHi + r * KLD + d, rLo + r * KLD + d, a, b);
+          }
+        if (k0 < EO)
+#pragma unroll
+          for (int k = 0; k < EB; ++k) {
+            const int e = tid + (k0 + k) * kBwdThreads, r = e / (DV / 2), d = 2 * (e - r * (DV / 2));
+            *reinterpret_cast<unsigned *>(dOs + r * VLD + d) = ov[k];
+          }
+      }
     }
     rowsMemberStats<Cfg>(p, hi, bh, qperm + m0, mn, lseS, cS);
     float dr[NK][4];
@@ -922,19 +956,47 @@ template <class Cfg, bool kFusedPairs> __device__ void rowsTiledMma(const MusePa
                                pHi, pLo, glS, lnmS, offS, glTot);
       }
     }
-    // dL/dr of the chunk to bwd_dr, then one warp per member finishes its row.
+    if constexpr (kDirectDq) {
+      // No near field: dq is dL/dr itself (acausal, stored unscaled) or
+      // dq += scale dL/dr (causal levels), written with bwd_dr from the
+      // fragments, every old dq element loaded before the first store.
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = half ? rb : ra;
-      if (r >= mn)
-        continue;
-      float *row = p.bwd_dr + ((long long)bh * p.N + qperm[m0 + r]) * D;
+      for (int half = 0; half < 2; ++half) {
+        const int r = half ? rb : ra;
+        if (r >= mn)
+          continue;
+        const long long n = qperm[m0 + r];
+        float *row = p.bwd_dr + ((long long)bh * p.N + n) * D;
+        float *dqn = p.dq + dqRow(p, hi.b, hi.h, n);
+        float old[NK][2];
 #pragma unroll
-      for (int n = 0; n < NK; ++n)
-        *reinterpret_cast<float2 *>(row + 8 * n + 2 * t) = make_float2(dr[n][2 * half], dr[n][2 * half + 1]);
+        for (int k = 0; k < NK; ++k) {
+          old[k][0] = causal ? dqn[8 * k + 2 * t] : 0.f;
+          old[k][1] = causal ? dqn[8 * k + 2 * t + 1] : 0.f;
+        }
+#pragma unroll
+        for (int k = 0; k < NK; ++k) {
+          const float a = dr[k][2 * half], b = dr[k][2 * half + 1];
+          *reinterpret_cast<float2 *>(row + 8 * k + 2 * t) = make_float2(a, b);
+          dqn[8 * k + 2 * t] = causal ? fmaf(p.scale, a, old[k][0]) : a;
+          dqn[8 * k + 2 * t + 1] = causal ? fmaf(p.scale, b, old[k][1]) : b;
+        }
+      }
+    } else {
+      // dL/dr of the chunk to bwd_dr, then one warp per member finishes its row.
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = half ? rb : ra;
+        if (r >= mn)
+          continue;
+        float *row = p.bwd_dr + ((long long)bh * p.N + qperm[m0 + r]) * D;
+#pragma unroll
+        for (int n = 0; n < NK; ++n)
+          *reinterpret_cast<float2 *>(row + 8 * n + 2 * t) = make_float2(dr[n][2 * half], dr[n][2 * half + 1]);
+      }
+      __syncthreads(); // bwd_dr rows of the chunk are written and visible to the block
+      rowsFinish<Cfg>(p, hi, bh, i, qperm + m0, mn, lseS, cS);
     }
-    __syncthreads(); // bwd_dr rows of the chunk are written and visible to the block
-    rowsFinish<Cfg>(p, hi, bh, i, qperm + m0, mn, lseS, cS);
   }
 }
 

@@ -99,6 +99,21 @@ __device__ __forceinline__ long long oRow(const MuseParams &p, int b, int h, lon
 /// every kernel forms bit-identical scaled queries and residuals.
 __device__ __forceinline__ float scaled(const MuseParams &p, float q) { return __fmul_rn(q, p.scale); }
 
+/// Brings `count` rows of `bytes` bytes each (row r at base + r * stride
+/// floats) into L2, one prefetch per 32-byte sector, spread over `threads`
+/// threads from `tid`: a later dependent load (staging after a barrier, a
+/// read-modify-write in an epilogue) then waits for L2 instead of DRAM.
+__device__ __forceinline__ void prefetchRowsL2(const float *base, long long stride, int count, int bytes,
+                                               int tid, int threads) {
+  const int sectors = (bytes + 31) / 32 + 1; // + 1: rows need not start on a sector
+  for (int e = tid; e < count * sectors; e += threads) {
+    const int r = e / sectors, s = e - r * sectors;
+    const char *row = reinterpret_cast<const char *>(base + r * stride);
+    const char *at = s * 32 < bytes ? row + 32 * s : row + bytes - 1;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(at));
+  }
+}
+
 /// Points of one k-means side: n, C, the clustered vector x_n (queries scaled)
 /// and the side's workspace buffers.
 template <class Cfg, Side S> struct SideView {
