@@ -32,9 +32,13 @@ template <class Cfg> struct KeyMmaTiles {
   static constexpr int D = Cfg::D, DV = Cfg::DV;
   static constexpr int KT = 16 * kBwdWarps, IT = 16; // keys per chunk, query clusters per tile
   static constexpr int KLD = D + 8, VLD = DV + 8, WLD = IT + 8; // padded: 16-byte rows, no bank conflicts
+  /// Query clusters whose pair terms (ln-mass, off) are loaded at once: all
+  /// of them once a head up to 128 (whole tiles: +inf past CQ), else a
+  /// group of 128 every 8 tiles.
+  static constexpr int PC = Cfg::CQ < 128 ? cdiv(Cfg::CQ, IT) * IT : 128;
   static constexpr bool usable = TensorCoreType<typename Cfg::T>::value && D % 16 == 0 && DV % 16 == 0 &&
                                  D + DV <= 128;
-  static constexpr int bytes = 2 * (KT * (KLD + VLD) + 2 * IT * (2 * KLD + VLD) + 2 * KT * WLD) + 8 * IT;
+  static constexpr int bytes = 2 * (KT * (KLD + VLD) + 2 * IT * (2 * KLD + VLD) + 2 * KT * WLD) + 8 * PC;
   static_assert(!usable || bytes <= kSharedBudget, "key tiles exceed 48 KB of shared memory");
 };
 
@@ -67,7 +71,7 @@ __device__ __forceinline__ void keysStageSplit(typename Cfg::T *hi, typename Cfg
   }
 }
 
-/// Per query cluster ii < IT of the tile from i0, one thread each: the pair
+/// Per query cluster i0 + ii (ii < IT), one thread each: the pair
 /// (i, j)'s ln-mass into lnmS (+inf where the pair has no stage-1 term: near,
 /// empty or absent, so that W is exactly 0) and off_i = gL - gK.kbar -
 /// gV.vbar (formed by backward_pairs at order 0) into offS. `pairs` points
@@ -101,14 +105,15 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
   using Tl = KeyMmaTiles<Cfg>;
   using T = typename Cfg::T;
   constexpr int D = Cfg::D, DV = Cfg::DV, CQ = Cfg::CQ, CK = Cfg::CK, F = 1 + D + DV;
-  constexpr int KT = Tl::KT, IT = Tl::IT, KLD = Tl::KLD, VLD = Tl::VLD, WLD = Tl::WLD;
+  constexpr int KT = Tl::KT, IT = Tl::IT, KLD = Tl::KLD, VLD = Tl::VLD, WLD = Tl::WLD, PC = Tl::PC;
   constexpr int NK = D / 8, NV = DV / 8;
+  static_assert(PC % IT == 0, "tiles of query clusters within one group of pair terms");
   __shared__ __align__(16) T ks[KT * KLD];
   __shared__ __align__(16) T vs[KT * VLD];
   __shared__ __align__(16) T cHi[IT * KLD], cLo[IT * KLD], gkHi[IT * KLD], gkLo[IT * KLD];
   __shared__ __align__(16) T gvHi[IT * VLD], gvLo[IT * VLD];
   __shared__ __align__(16) T waHi[KT * WLD], waLo[KT * WLD];
-  __shared__ float lnmS[IT], offS[IT];
+  __shared__ float lnmAll[PC], offAll[PC];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -131,6 +136,10 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
     prefetchRowsL2(pairs, (long long)CK * F, CQ, F * 4, tid, kBwdThreads);
     prefetchRowsL2(p.summaries + ((long long)bh * CQ * CK + j) * F, (long long)CK * F, CQ, 4, tid, kBwdThreads);
     prefetchRowsL2(cen, CQ * D, 1, CQ * D * 4, tid, kBwdThreads);
+    // The pair terms of every query cluster, read after the first tile's
+    // barrier (the previous head's tiles read them before their last barrier).
+    if (PC >= CQ)
+      keysPairTerms<Cfg, PC>(p, bh, j, 0, pairs, lnmAll, offAll);
     for (int k0 = 0; k0 < kcount; k0 += KT) {
       const int kn = cmin(KT, kcount - k0);
       if (add) // the chunk's dk, dv rows, read back by the epilogue
@@ -152,7 +161,9 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
         keysStageSplit<Cfg, D, KLD>(gkHi, gkLo, i0, [&](int i) { return pairs + (long long)i * CK * F + 1; });
         keysStageSplit<Cfg, DV, VLD>(gvHi, gvLo, i0,
                                      [&](int i) { return pairs + (long long)i * CK * F + 1 + D; });
-        keysPairTerms<Cfg, IT>(p, bh, j, i0, pairs, lnmS, offS);
+        if (PC < CQ && i0 % PC == 0) // the group's first tile
+          keysPairTerms<Cfg, PC>(p, bh, j, i0, pairs, lnmAll, offAll);
+        const float *lnmS = lnmAll + i0 % PC, *offS = offAll + i0 % PC;
         cpAsyncWaitAll(); // K, V of the chunk (a no-op after the first tile)
         __syncthreads();
         // W and WA of this warp's 16 keys x IT clusters.
@@ -210,15 +221,24 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
             mmaTwoTiles<T>(acc, a, bh4);
             mmaTwoTiles<T>(acc, a, bl4);
           }
+          // Later chunks add onto what the first stored: every old value
+          // loaded before the first store.
+          if (k0 > 0)
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+#pragma unroll
+              for (int c = 0; c < 4; ++c) {
+                const int i = i0 + 8 * n + 2 * t + (c & 1), d = 16 * mt + g + (c < 2 ? 0 : 8);
+                if (i < CQ)
+                  acc[n][c] += p.bwd_dqbar[(((long long)bh * CQ + i) * CK + j) * D + d];
+              }
 #pragma unroll
           for (int n = 0; n < 2; ++n)
 #pragma unroll
             for (int c = 0; c < 4; ++c) {
               const int i = i0 + 8 * n + 2 * t + (c & 1), d = 16 * mt + g + (c < 2 ? 0 : 8);
-              if (i >= CQ)
-                continue;
-              float *o = p.bwd_dqbar + (((long long)bh * CQ + i) * CK + j) * D + d;
-              *o = k0 == 0 ? acc[n][c] : *o + acc[n][c];
+              if (i < CQ)
+                p.bwd_dqbar[(((long long)bh * CQ + i) * CK + j) * D + d] = acc[n][c];
             }
         }
       }

@@ -77,7 +77,6 @@ __device__ void rowsMemberStats(const MuseParams &p, const HeadIndex &hi, int bh
                                 float *lseS, float *cS) {
   constexpr int DV = Cfg::DV;
   using T = typename Cfg::T;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (p.seg_count > 0) {
     // Causal levels: delta = dO . o of the merged o (window kernel), so a
     // thread a member, every member's loads at once.
@@ -89,17 +88,29 @@ __device__ void rowsMemberStats(const MuseParams &p, const HeadIndex &hi, int bh
     }
     return;
   }
-  for (int r = warp; r < mn; r += kBwdWarps) {
+  // Acausal: delta = dO . o, a thread a member (every load of the chunk's
+  // members in flight at once; no store of this thread comes between them).
+  for (int r = threadIdx.x; r < mn; r += kBwdThreads) {
     const int n = members[r];
-    Lanes<DV> o, dO;
-    o.template loadT<T>(p.o_in, oRow(p, hi.b, hi.h, n), lane);
-    dO.template loadT<T>(p.dout, doRow(p, hi.b, hi.h, n), lane);
-    const float delta = dO.dotWith(o);
-    if (lane == 0) {
-      p.bwd_delta[(long long)bh * p.N + n] = delta;
-      lseS[r] = rowLse(p, bh, n);
-      cS[r] = delta - rowDLse(p, bh, n);
+    const long long orow = oRow(p, hi.b, hi.h, n), drow = doRow(p, hi.b, hi.h, n);
+    const float lse = rowLse(p, bh, n), dl = rowDLse(p, bh, n);
+    float delta = 0.f;
+    if constexpr (TensorCoreType<T>::value) { // 16-bit: element pairs
+      const T *o = static_cast<const T *>(p.o_in) + orow, *dO = static_cast<const T *>(p.dout) + drow;
+#pragma unroll
+      for (int d = 0; d < DV; d += 2) {
+        const float2 a = unpack2<T>(ldPair<T>(o + d)), b = unpack2<T>(ldPair<T>(dO + d));
+        delta = fmaf(a.x, b.x, delta);
+        delta = fmaf(a.y, b.y, delta);
+      }
+    } else {
+#pragma unroll 8
+      for (int d = 0; d < DV; ++d)
+        delta = fmaf(loadf<T>(p.o_in, orow + d), loadf<T>(p.dout, drow + d), delta);
     }
+    p.bwd_delta[(long long)bh * p.N + n] = delta;
+    lseS[r] = lse;
+    cS[r] = delta - dl;
   }
 }
 
