@@ -15,8 +15,41 @@
 
 namespace muse {
 
+/// G_i = sum_j stage1[j] - sum_{t < count} bwd_dr[members[t]] for this
+/// thread's component, in that order, KB loads in flight at a time (the
+/// serial sum would otherwise wait one round trip a term).
+template <class Cfg, int KB = 8>
+__device__ __forceinline__ float centroidGradient(const MuseParams &p, int bh, const float *stage1, const int *members,
+                                                  int count, int d) {
+  constexpr int D = Cfg::D, CK = Cfg::CK;
+  float G = 0.f;
+#pragma unroll 1
+  for (int j0 = 0; j0 < CK; j0 += KB) {
+    float x[KB];
+#pragma unroll
+    for (int b = 0; b < KB; ++b)
+      x[b] = j0 + b < CK ? stage1[(long long)(j0 + b) * D] : 0.f;
+#pragma unroll
+    for (int b = 0; b < KB; ++b)
+      if (j0 + b < CK)
+        G += x[b];
+  }
+#pragma unroll 1
+  for (int t0 = 0; t0 < count; t0 += KB) {
+    float x[KB];
+#pragma unroll
+    for (int b = 0; b < KB; ++b)
+      x[b] = t0 + b < count ? p.bwd_dr[((long long)bh * p.N + members[t0 + b]) * D + d] : 0.f;
+#pragma unroll
+    for (int b = 0; b < KB; ++b)
+      if (t0 + b < count)
+        G -= x[b];
+  }
+  return G;
+}
+
 template <class Cfg> __device__ void backward_centroid(const MuseParams &p) {
-  constexpr int D = Cfg::D, CQ = Cfg::CQ, CK = Cfg::CK;
+  constexpr int D = Cfg::D, CQ = Cfg::CQ, CK = Cfg::CK, KB = 8;
   const int d = threadIdx.x, i = blockIdx.x, bh = blockIdx.y;
   const HeadIndex hi(p, bh);
   const int *qoff = p.q_offsets + (long long)bh * (CQ + 1);
@@ -24,6 +57,7 @@ template <class Cfg> __device__ void backward_centroid(const MuseParams &p) {
   if (d >= D)
     return;
   float *stage1 = p.bwd_dqbar + ((long long)bh * CQ + i) * CK * D + d;
+  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
   // Causal levels (served view): q_offsets / q_perm group the SERVED queries,
   // whose dL/dr_n enter G_i, while the centroid is the mean of the segment's
   // MEMBERS (q_counts). The share G_i / |members| is left in bwd_dqbar[i, 0]
@@ -32,29 +66,28 @@ template <class Cfg> __device__ void backward_centroid(const MuseParams &p) {
   if (p.seg_count > 0) {
     const int members = p.q_counts[(long long)bh * CQ + i];
     float G = 0.f;
-    if (qcount > 0 && members > 0) {
-      for (int j = 0; j < CK; ++j)
-        G += stage1[(long long)j * D];
-      const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
-      for (int t = 0; t < qcount; ++t)
-        G -= p.bwd_dr[((long long)bh * p.N + qperm[t]) * D + d];
-      G /= float(members);
-    }
+    if (qcount > 0 && members > 0)
+      G = centroidGradient<Cfg, KB>(p, bh, stage1, qperm, qcount, d) / float(members);
     stage1[0] = G;
     return;
   }
   if (qcount == 0)
     return;
-  const int *qperm = p.q_perm + (long long)bh * p.N + qstart;
-  float G = 0.f;
-  for (int j = 0; j < CK; ++j)
-    G += stage1[(long long)j * D];
-  for (int t = 0; t < qcount; ++t)
-    G -= p.bwd_dr[((long long)bh * p.N + qperm[t]) * D + d];
-  const float share = G / float(qcount);
-  for (int t = 0; t < qcount; ++t) {
-    float *dq = p.dq + dqRow(p, hi.b, hi.h, qperm[t]) + d;
-    *dq = p.scale * (*dq + share);
+  const float share = centroidGradient<Cfg, KB>(p, bh, stage1, qperm, qcount, d) / float(qcount);
+  // dq_n = scale (dq_n + share): KB members' old values loaded before their stores.
+#pragma unroll 1
+  for (int t0 = 0; t0 < qcount; t0 += KB) {
+    float *dq[KB];
+    float old[KB];
+#pragma unroll
+    for (int b = 0; b < KB; ++b) {
+      dq[b] = t0 + b < qcount ? p.dq + dqRow(p, hi.b, hi.h, qperm[t0 + b]) + d : nullptr;
+      old[b] = dq[b] ? *dq[b] : 0.f;
+    }
+#pragma unroll
+    for (int b = 0; b < KB; ++b)
+      if (dq[b])
+        *dq[b] = p.scale * (old[b] + share);
   }
 }
 
