@@ -133,21 +133,20 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
     // Every tile of every chunk stages column j of the pair sums, the
     // pairs' ln-masses and the centroids after a barrier: fetched into L2
     // once here, those loads wait for L2 rather than DRAM.
-    prefetchRowsL2(pairs, (long long)CK * F, CQ, F * 4, tid, kBwdThreads);
-    prefetchRowsL2(p.summaries + ((long long)bh * CQ * CK + j) * F, (long long)CK * F, CQ, 4, tid, kBwdThreads);
-    prefetchRowsL2(cen, CQ * D, 1, CQ * D * 4, tid, kBwdThreads);
+    const float *lnm = p.summaries + ((long long)bh * CQ * CK + j) * F; // + i*CK*F: pair (i, j)
+    prefetchRowsL2(CQ, F * 4, [&](int i) { return pairs + (long long)i * CK * F; }, tid, kBwdThreads);
+    prefetchRowsL2(CQ, 4, [&](int i) { return lnm + (long long)i * CK * F; }, tid, kBwdThreads);
+    prefetchRowsL2(1, CQ * D * 4, [&](int) { return cen; }, tid, kBwdThreads);
     // The pair terms of every query cluster, read after the first tile's
     // barrier (the previous head's tiles read them before their last barrier).
     if (PC >= CQ)
       keysPairTerms<Cfg, PC>(p, bh, j, 0, pairs, lnmAll, offAll);
     for (int k0 = 0; k0 < kcount; k0 += KT) {
       const int kn = cmin(KT, kcount - k0);
-      if (add) // the chunk's dk, dv rows, read back by the epilogue
-        for (int e = tid; e < kn * (NK + NV); e += kBwdThreads) { // NK, NV: 32-byte sectors of a row
-          const int kk = e / (NK + NV), s = e - kk * (NK + NV), l = kperm[k0 + kk];
-          const float *at = s < NK ? p.dk + dkRowOff(p, kh, l) + 8 * s : p.dv + dvRowOff(p, kh, l) + 8 * (s - NK);
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(at));
-        }
+      if (add) { // the chunk's dk, dv rows, read back by the epilogue
+        prefetchRowsL2(kn, D * 4, [&](int r) { return p.dk + dkRowOff(p, kh, kperm[k0 + r]); }, tid, kBwdThreads);
+        prefetchRowsL2(kn, DV * 4, [&](int r) { return p.dv + dvRowOff(p, kh, kperm[k0 + r]); }, tid, kBwdThreads);
+      }
       __syncthreads(); // the previous chunk's K, V and WA are no longer read
       bwdStageRows<T, D, KLD, kBwdThreads>(ks, KT, kn, kp, [&](int r) { return kRow(p, kh, kperm[k0 + r]); });
       bwdStageRows<T, DV, VLD, kBwdThreads>(vs, KT, kn, vp, [&](int r) { return vRow(p, kh, kperm[k0 + r]); });

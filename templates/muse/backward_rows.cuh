@@ -811,7 +811,7 @@ template <class Cfg, bool kFusedPairs> __device__ void rowsTiledMma(const MusePa
     cen[d] = p.q_centroids[((long long)bh * CQ + i) * D + d];
   // Every chunk's tiles stage row i of the summaries (kbar, vbar, ln-mass)
   // after a barrier: fetched into L2 once here, those loads wait for L2.
-  prefetchRowsL2(sum_i, 0, 1, CK * F * 4, tid, kBwdThreads);
+  prefetchRowsL2(1, CK * F * 4, [&](int) { return sum_i; }, tid, kBwdThreads);
   if (kFusedPairs && qcount == 0) {
     // No members: every pair sum of i is zero (off_ij too), as backward_keys reads them.
     for (int e = tid; e < CK * F; e += kBwdThreads)
@@ -822,10 +822,7 @@ template <class Cfg, bool kFusedPairs> __device__ void rowsTiledMma(const MusePa
   for (int m0 = 0; m0 < qcount; m0 += QT) {
     const int mn = cmin(QT, qcount - m0);
     if (kDirectDq && causal) // the chunk's dq rows, read back by the epilogue
-      for (int e = tid; e < mn * NK; e += kBwdThreads) { // NK: 32-byte sectors of a row
-        const int r = e / NK, s = e - r * NK;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(p.dq + dqRow(p, hi.b, hi.h, qperm[m0 + r]) + 8 * s));
-      }
+      prefetchRowsL2(mn, D * 4, [&](int r) { return p.dq + dqRow(p, hi.b, hi.h, qperm[m0 + r]); }, tid, kBwdThreads);
     __syncthreads(); // cen is written; the previous chunk is no longer read
     {
       // The members' q and dO rows, EB pairs of each at a time: every load
@@ -835,7 +832,7 @@ template <class Cfg, bool kFusedPairs> __device__ void rowsTiledMma(const MusePa
       static_assert(EQ % EB == 0 && EO % EB == 0, "whole batches");
       const T *qp = static_cast<const T *>(p.q), *dop = static_cast<const T *>(p.dout);
 #pragma unroll 1
-      for (int k0 = 0; k0 < (EQ > EO ? EQ : EO); k0 += EB) {
+      for (int k0 = 0; k0 < cmax(EQ, EO); k0 += EB) {
         unsigned qv[EB], ov[EB];
 #pragma unroll
         for (int k = 0; k < EB; ++k) {

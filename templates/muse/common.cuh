@@ -99,18 +99,21 @@ __device__ __forceinline__ long long oRow(const MuseParams &p, int b, int h, lon
 /// every kernel forms bit-identical scaled queries and residuals.
 __device__ __forceinline__ float scaled(const MuseParams &p, float q) { return __fmul_rn(q, p.scale); }
 
-/// Brings `count` rows of `bytes` bytes each (row r at base + r * stride
-/// floats) into L2, one prefetch per 32-byte sector, spread over `threads`
-/// threads from `tid`: a later dependent load (staging after a barrier, a
-/// read-modify-write in an epilogue) then waits for L2 instead of DRAM.
-__device__ __forceinline__ void prefetchRowsL2(const float *base, long long stride, int count, int bytes,
-                                               int tid, int threads) {
+/// Asks for the 32-byte sector holding `at` in L2 (a hint: nothing waits).
+__device__ __forceinline__ void prefetchL2(const void *at) { asm volatile("prefetch.global.L2 [%0];" ::"l"(at)); }
+
+/// Brings `count` rows of `bytes` bytes each (row r starts at rowOf(r), a
+/// float pointer) into L2, one prefetch per 32-byte sector, spread over
+/// `threads` threads from `tid`: a later dependent load (staging after a
+/// barrier, a read-modify-write in an epilogue) then waits for L2 instead of
+/// DRAM.
+template <class RowOf>
+__device__ __forceinline__ void prefetchRowsL2(int count, int bytes, RowOf rowOf, int tid, int threads) {
   const int sectors = (bytes + 31) / 32 + 1; // + 1: rows need not start on a sector
   for (int e = tid; e < count * sectors; e += threads) {
     const int r = e / sectors, s = e - r * sectors;
-    const char *row = reinterpret_cast<const char *>(base + r * stride);
-    const char *at = s * 32 < bytes ? row + 32 * s : row + bytes - 1;
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(at));
+    const char *row = reinterpret_cast<const char *>(rowOf(r));
+    prefetchL2(s * 32 < bytes ? row + 32 * s : row + bytes - 1);
   }
 }
 

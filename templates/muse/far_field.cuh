@@ -162,9 +162,9 @@ __device__ __forceinline__ void mergePrefetch(const MuseParams &p, const HeadInd
     // The quad's lanes: a quarter of the row each, a prefetch per 32-byte sector.
 #pragma unroll
     for (int s = 0; s < DV / 32; ++s)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(orow + (DV / 4) * t4 + 8 * s));
+      prefetchL2(orow + (DV / 4) * t4 + 8 * s);
     if (t4 == 0)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.run_lse + rows.lseAt(qi[rr])));
+      prefetchL2(p.run_lse + rows.lseAt(qi[rr]));
   }
 }
 
