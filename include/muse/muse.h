@@ -24,8 +24,9 @@
 extern "C" {
 #endif
 
-/* 2: the backward's o and d_o are in the attention's dtype (1: fp32). */
-#define MUSE_ABI_VERSION 2
+/* 3: o and the gradients may be in the attention's dtype (o_type, grad_type);
+ * 2: the backward's o and d_o are in the attention's dtype (1: fp32). */
+#define MUSE_ABI_VERSION 3
 
 typedef enum muse_status {
   MUSE_OK = 0,
@@ -41,31 +42,41 @@ typedef enum muse_status {
 typedef struct muse_engine muse_engine_t;
 typedef struct muse_attention muse_attention_t;
 
+/* Element type of a call's outputs (o; dq, dk, dv). MUSE_OUTPUT_INPUT: the
+ * attention's dtype (bf16, f16; f32 attentions: fp32), each element rounded
+ * once from the fp32 result, with no fp32 copy for the caller to allocate. */
+typedef enum muse_output_type {
+  MUSE_OUTPUT_F32 = 0,
+  MUSE_OUTPUT_INPUT = 1
+} muse_output_type_t;
+
 typedef struct muse_shape {
   int64_t B, H, Hkv, N, M;
 } muse_shape_t;
 
 /* Device pointers; strides in elements (b, h, n|m); the innermost dimension
- * is contiguous. o and lse are fp32; lse is [B, H, N] contiguous or NULL. */
+ * is contiguous. o is fp32 or in the attention's dtype (o_type); lse is fp32,
+ * [B, H, N] contiguous or NULL. */
 typedef struct muse_forward_args {
   muse_shape_t shape;
   const void *q; int64_t q_stride[3];
   const void *k; int64_t k_stride[3];
   const void *v; int64_t v_stride[3];
-  float *o;      int64_t o_stride[3];
+  void *o;       int64_t o_stride[3];
   float *lse;
   void *workspace; int64_t workspace_bytes;
   int32_t *query_assign; /* optional copies of the partitions: [B*H, N] */
   int32_t *key_assign;   /* [B*Hkv, M] */
+  int32_t o_type;        /* muse_output_type_t; 0: fp32 */
 } muse_forward_args_t;
 
 /* The backward of one forward call (acausal and causal specs; muse::BackwardArgs in
  * muse/Runtime/Engine.h): q, k, v, o and workspace of that call, the
  * workspace allocated with muse_attention_backward_workspace_bytes and its
  * forward part untouched since. o and d_o are in the attention's dtype, like
- * q, k and v (a 16-bit caller rounds the forward's fp32 o once); dq, dk, dv
- * are fp32; lse and d_lse ([B, H, N] contiguous) may be NULL (lse: the
- * workspace's copy; d_lse: 0). */
+ * q, k and v; dq, dk, dv are fp32 or in the attention's dtype (grad_type);
+ * lse and d_lse ([B, H, N] contiguous) may be NULL (lse: the workspace's
+ * copy; d_lse: 0). */
 typedef struct muse_backward_args {
   muse_shape_t shape;
   const void *q;  int64_t q_stride[3];
@@ -75,10 +86,11 @@ typedef struct muse_backward_args {
   const float *lse;
   const void *d_o; int64_t d_o_stride[3];
   const float *d_lse;
-  float *dq; int64_t dq_stride[3];
-  float *dk; int64_t dk_stride[3];
-  float *dv; int64_t dv_stride[3];
+  void *dq; int64_t dq_stride[3];
+  void *dk; int64_t dk_stride[3];
+  void *dv; int64_t dv_stride[3];
   void *workspace; int64_t workspace_bytes;
+  int32_t grad_type; /* muse_output_type_t; 0: fp32 */
 } muse_backward_args_t;
 
 typedef struct muse_attention_info {

@@ -55,6 +55,16 @@ double relL2(const std::vector<float> &got, const std::vector<double> &want) {
 
 } // namespace
 
+/// 16-bit elements of `got` that differ from `want` (same length).
+int64_t countMismatches(const std::string &got, const std::string &want) {
+  if (got.size() != want.size())
+    return int64_t(std::max(got.size(), want.size()) / 2);
+  int64_t n = 0;
+  for (size_t i = 0; i + 1 < got.size(); i += 2)
+    n += std::memcmp(got.data() + i, want.data() + i, 2) != 0;
+  return n;
+}
+
 std::string BackwardReport::str() const {
   std::ostringstream os;
   os.precision(3);
@@ -64,6 +74,10 @@ std::string BackwardReport::str() const {
   os << "backward vs CPU reference on the kernel's partitions: rel L2 dq " << dqRelL2 << ", dk "
      << dkRelL2 << ", dv " << dvRelL2 << "\n";
   os << "second backward bit-identical: " << (deterministic ? "yes" : "NO") << "\n";
+  if (inputTypeChecked)
+    os << "o, dq, dk, dv in the input dtype equal the fp32 results rounded: "
+       << (inputTypeMismatches == 0 ? "yes" : "NO, " + std::to_string(inputTypeMismatches) + " elements differ")
+       << "\n";
   if (causalChecked)
     os << "gradients at positions >= N/2 unchanged by dO at positions < N/2: "
        << (causal ? "yes" : "NO") << "\n";
@@ -160,6 +174,24 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   f.keyAssign = static_cast<int32_t *>(bka.get());
   if (spec.causal)
     f.servedAssign = static_cast<int32_t *>(bsa.get());
+  // 16-bit specs: first a forward that delivers o in the input dtype
+  // (OutputType::Input), which must equal the fp32 forward's o rounded, bit
+  // for bit (every k-means pass of these shapes has one block a head, so the
+  // two forwards find the same partitions).
+  const bool inputTypeOutputs = spec.dtype != DType::F32;
+  std::string oIn;
+  if (inputTypeOutputs) {
+    DeviceBuffer boIn;
+    MUSE_TRY(boIn.allocate(dOB.size()));
+    MUSE_TRY(boIn.poison());
+    ForwardArgs fi = f;
+    fi.o = boIn.get();
+    fi.oType = OutputType::Input;
+    MUSE_TRY(attention->forward(fi, nullptr));
+    std::vector<uint16_t> h;
+    MUSE_TRY(boIn.download(h, rs.oSize()));
+    oIn.assign(reinterpret_cast<const char *>(h.data()), h.size() * 2);
+  }
   MUSE_TRY(attention->forward(f, nullptr));
   {
     std::vector<float> of;
@@ -168,6 +200,10 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
     std::string oB;
     roundTo(spec.dtype, od, oB);
     MUSE_TRY(boT.upload(oB));
+    if (inputTypeOutputs) {
+      report.inputTypeChecked = true;
+      report.inputTypeMismatches += countMismatches(oIn, oB);
+    }
   }
 
   BackwardArgs b;
@@ -195,6 +231,30 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
     MUSE_TRY(bdq.download(g[run][0], rs.qSize()));
     MUSE_TRY(bdk.download(g[run][1], rs.kSize()));
     MUSE_TRY(bdv.download(g[run][2], rs.vSize()));
+  }
+  if (inputTypeOutputs) {
+    // The gradients in the input dtype: each the fp32 run's rounded, bit for bit.
+    DeviceBuffer bIn[3];
+    const int64_t counts[3] = {rs.qSize(), rs.kSize(), rs.vSize()};
+    BackwardArgs bi = b;
+    void **dst[3] = {&bi.dq, &bi.dk, &bi.dv};
+    for (int t = 0; t < 3; ++t) {
+      MUSE_TRY(bIn[t].allocate(size_t(counts[t]) * 2));
+      MUSE_TRY(bIn[t].poison());
+      *dst[t] = bIn[t].get();
+    }
+    bi.gradType = OutputType::Input;
+    MUSE_TRY(attention->backward(bi, nullptr));
+    MUSE_TRY(drv.check(drv.cuCtxSynchronize(), "backward kernels (cuCtxSynchronize)"));
+    for (int t = 0; t < 3; ++t) {
+      std::vector<uint16_t> h;
+      MUSE_TRY(bIn[t].download(h, size_t(counts[t])));
+      std::vector<double> want(g[0][t].begin(), g[0][t].end());
+      std::string wantB;
+      roundTo(spec.dtype, want, wantB);
+      report.inputTypeMismatches +=
+          countMismatches(std::string(reinterpret_cast<const char *>(h.data()), h.size() * 2), wantB);
+    }
   }
   for (int t = 0; t < 3; ++t) {
     report.deterministic = report.deterministic &&

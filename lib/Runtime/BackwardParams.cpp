@@ -51,8 +51,10 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
     if (Status st = checkGradient(name, stride, rows, width); !st.ok())
       return st;
 
+  // The forward's persistent buffers, then the backward's scratch, which
+  // reuses the transient ones' bytes (LaunchPlan::isTransient).
   LaunchPlan combined;
-  combined.buffers = plan.buffers;
+  combined.buffers.assign(plan.buffers.begin(), plan.buffers.begin() + plan.firstTransient());
   combined.buffers.insert(combined.buffers.end(), plan.backwardBuffers.begin(),
                           plan.backwardBuffers.end());
   combined.launches = plan.backwardLaunches;
@@ -63,7 +65,7 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
   f.v = a.v;
   // Checked as the forward's o (pointer, strides); bound below as o_in, in
   // the spec's dtype: the backward never writes o.
-  f.o = static_cast<float *>(const_cast<void *>(a.o));
+  f.o = const_cast<void *>(a.o);
   f.lse = const_cast<float *>(a.lse);
   for (int i = 0; i < 3; ++i) {
     f.qStride[i] = a.qStride[i];
@@ -82,7 +84,7 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
                    " bytes; this call needs " + std::to_string(need) +
                    " (Attention::backwardWorkspaceBytes)");
   // Causal: the backward's scratch lies after the partition save area.
-  if (Status st = fillParams(spec, combined, f, p, plan.buffers.size(), save); !st.ok()) {
+  if (Status st = fillParams(spec, combined, f, p, plan.firstTransient(), save); !st.ok()) {
     // fillParams names Attention::workspaceBytes; the backward needs more.
     const std::string from = "(Attention::workspaceBytes)";
     std::string msg = st.message;
@@ -91,15 +93,36 @@ Status fillBackwardParams(const Spec &spec, const LaunchPlan &plan, const Backwa
     return {st.code, "backward: " + msg};
   }
   if (spec.causal)
-    bindCausalSave(s, spec.blockSize, spec.windowBlocks, a.workspace, plan.workspaceBytes(s), p);
+    bindCausalSave(s, spec.blockSize, spec.windowBlocks, a.workspace, plan.persistentBytes(s), p);
   p.o = nullptr;
   p.o_in = a.o;
   p.dout = a.dO;
   p.dlse = a.dLse;
-  p.dq = a.dq;
-  p.dk = a.dk;
-  p.dv = a.dv;
   p.do_sb = a.dOStride[0]; p.do_sh = a.dOStride[1]; p.do_sn = a.dOStride[2];
+  if (a.gradType == OutputType::Input && spec.dtype != DType::F32) {
+    // Gradients in the spec's dtype: the kernels accumulate into acc_dq,
+    // acc_dk, acc_dv (contiguous; acc_dk, acc_dv null where backward_keys
+    // writes dk, dv itself) and round each row once into the caller's.
+    p.out_dq = a.dq;
+    p.out_dk = a.dk;
+    p.out_dv = a.dv;
+    p.out_dq_sb = a.dqStride[0]; p.out_dq_sh = a.dqStride[1]; p.out_dq_sn = a.dqStride[2];
+    p.out_dk_sb = a.dkStride[0]; p.out_dk_sh = a.dkStride[1]; p.out_dk_sm = a.dkStride[2];
+    p.out_dv_sb = a.dvStride[0]; p.out_dv_sh = a.dvStride[1]; p.out_dv_sm = a.dvStride[2];
+    const int64_t D = spec.headDim, Dv = spec.valueDim;
+    p.dq = p.acc_dq;
+    p.dk = p.acc_dk;
+    p.dv = p.acc_dv;
+    p.dq_sn = D;  p.dq_sh = s.N * D;  p.dq_sb = s.H * s.N * D;
+    if (p.dk) {
+      p.dk_sm = D;  p.dk_sh = s.M * D;  p.dk_sb = s.Hkv * s.M * D;
+      p.dv_sm = Dv; p.dv_sh = s.M * Dv; p.dv_sb = s.Hkv * s.M * Dv;
+    }
+    return Status::success();
+  }
+  p.dq = static_cast<float *>(a.dq);
+  p.dk = static_cast<float *>(a.dk);
+  p.dv = static_cast<float *>(a.dv);
   p.dq_sb = a.dqStride[0]; p.dq_sh = a.dqStride[1]; p.dq_sn = a.dqStride[2];
   p.dk_sb = a.dkStride[0]; p.dk_sh = a.dkStride[1]; p.dk_sm = a.dkStride[2];
   p.dv_sb = a.dvStride[0]; p.dv_sh = a.dvStride[1]; p.dv_sm = a.dvStride[2];

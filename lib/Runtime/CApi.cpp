@@ -213,6 +213,10 @@ muse_status_t muse_attention_forward(muse_attention_t *attention,
     f.workspaceBytes = args->workspace_bytes;
     f.queryAssign = args->query_assign;
     f.keyAssign = args->key_assign;
+    MUSE_REQUIRE(args->o_type == MUSE_OUTPUT_F32 || args->o_type == MUSE_OUTPUT_INPUT,
+                 "muse_attention_forward: o_type is " + std::to_string(args->o_type) +
+                     "; allowed: MUSE_OUTPUT_F32 (0), MUSE_OUTPUT_INPUT (1)");
+    f.oType = args->o_type == MUSE_OUTPUT_INPUT ? muse::OutputType::Input : muse::OutputType::F32;
     return toC(attention->att->forward(f, stream));
   });
 }
@@ -259,6 +263,10 @@ muse_status_t muse_attention_backward(muse_attention_t *attention,
     }
     b.workspace = args->workspace;
     b.workspaceBytes = args->workspace_bytes;
+    MUSE_REQUIRE(args->grad_type == MUSE_OUTPUT_F32 || args->grad_type == MUSE_OUTPUT_INPUT,
+                 "muse_attention_backward: grad_type is " + std::to_string(args->grad_type) +
+                     "; allowed: MUSE_OUTPUT_F32 (0), MUSE_OUTPUT_INPUT (1)");
+    b.gradType = args->grad_type == MUSE_OUTPUT_INPUT ? muse::OutputType::Input : muse::OutputType::F32;
     return toC(attention->att->backward(b, stream));
   });
 }

@@ -142,7 +142,11 @@ public:
   Status forward(const ForwardArgs &args, void *stream) override {
     CudaDriver &d = CudaDriver::get();
     MuseParams params;
-    if (Status s = fillParams(compiled_->spec, compiled_->plan, args, params); !s.ok())
+    // Causal: the save area sits between the persistent buffers and the
+    // transient ones (acc_o), where a backward's scratch will go.
+    if (Status s = fillParams(compiled_->spec, compiled_->plan, args, params,
+                              compiled_->plan.firstTransient(), causalSave(args.shape));
+        !s.ok())
       return s;
     CUcontext current = nullptr;
     d.cuCtxGetCurrent(&current);
@@ -168,7 +172,7 @@ public:
                 "workspace has " + std::to_string(args.workspaceBytes) + " bytes; this call needs " +
                     std::to_string(need) + " (Attention::workspaceBytes)"};
       bindCausalSave(args.shape, spec.blockSize, spec.windowBlocks, args.workspace,
-                     plan.workspaceBytes(args.shape), params);
+                     plan.persistentBytes(args.shape), params);
     }
     if (Status st = runLaunches(plan.launches, functions_, params, args.shape, s); !st.ok())
       return st;

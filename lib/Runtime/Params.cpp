@@ -30,6 +30,8 @@ const WorkspaceField kFields[] = {
     MUSE_FIELD(part_o),      MUSE_FIELD(run_lse),     MUSE_FIELD(served),
     MUSE_FIELD(bwd_pg),      MUSE_FIELD(bwd_dr),      MUSE_FIELD(bwd_delta),
     MUSE_FIELD(bwd_dqbar),   MUSE_FIELD(bwd_pairs),
+    MUSE_FIELD(acc_o),       MUSE_FIELD(acc_dq),      MUSE_FIELD(acc_dk),
+    MUSE_FIELD(acc_dv),
 };
 #undef MUSE_FIELD
 
@@ -202,7 +204,7 @@ Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &a
   p.q = a.q;
   p.k = a.k;
   p.v = a.v;
-  p.o = a.o;
+  p.o = static_cast<float *>(a.o);
   p.lse = a.lse;
   p.q_sb = a.qStride[0]; p.q_sh = a.qStride[1]; p.q_sn = a.qStride[2];
   p.k_sb = a.kStride[0]; p.k_sh = a.kStride[1]; p.k_sm = a.kStride[2];
@@ -228,6 +230,17 @@ Status fillParams(const Spec &spec, const LaunchPlan &plan, const ForwardArgs &a
       return checkPlanBuffers(plan);
     void *ptr = static_cast<char *>(a.workspace) + offsets[i] + (i >= gapAt ? gapBytes : 0);
     std::memcpy(reinterpret_cast<char *>(&p) + f->offset, &ptr, sizeof(ptr));
+  }
+  p.causal = spec.causal ? 1 : 0;
+  if (a.oType == OutputType::Input && spec.dtype != DType::F32) {
+    // o in the spec's dtype: the kernels accumulate into acc_o (contiguous;
+    // null where far_field writes o itself) and round into the caller's o.
+    p.out_o = a.o;
+    p.out_o_sb = a.oStride[0]; p.out_o_sh = a.oStride[1]; p.out_o_sn = a.oStride[2];
+    p.o = p.acc_o;
+    p.o_sn = p.o ? spec.valueDim : 0;
+    p.o_sh = a.shape.N * p.o_sn;
+    p.o_sb = a.shape.H * p.o_sh;
   }
   return Status::success();
 }

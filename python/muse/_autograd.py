@@ -9,7 +9,8 @@ Schema: (q, k, v, o, workspace, grad_o, grad_lse, spec, overrides,
   belongs to exactly the clustering whose output the loss saw (ALGORITHM.md
   section 5, templates/README.md "Backward"). dq, dk, dv have the shapes of q,
   k, v (GQA: k's and v's head count; the kernels sum over each group) and
-  their dtypes; the kernels accumulate in fp32 and the result is cast.
+  their dtypes; the kernels accumulate in fp32 and libmuse rounds each
+  element once into the inputs' dtype (no fp32 copies, no casts here).
 
 Both ops are custom ops with fake implementations, so torch.compile traces the
 forward and the backward into its graphs (AOTAutograd); the backward needs no
@@ -63,9 +64,9 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor
     o_in = _as_input(o, q.dtype)
     d_o = _as_input(grad_o, q.dtype)
     d_lse = grad_lse.to(torch.float32).contiguous()
-    dq = torch.empty((B, H, N, D), dtype=torch.float32, device=device)
-    dk = torch.empty((B, Hkv, M, D), dtype=torch.float32, device=device)
-    dv = torch.empty((B, Hkv, M, Dv), dtype=torch.float32, device=device)
+    dq = torch.empty((B, H, N, D), dtype=q.dtype, device=device)
+    dk = torch.empty((B, Hkv, M, D), dtype=q.dtype, device=device)
+    dv = torch.empty((B, Hkv, M, Dv), dtype=q.dtype, device=device)
     S = _library._Stride
 
     def st(t):
@@ -80,15 +81,14 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor
         d_o.data_ptr(), st(d_o),
         d_lse.data_ptr(),
         dq.data_ptr(), st(dq), dk.data_ptr(), st(dk), dv.data_ptr(), st(dv),
-        workspace.data_ptr(), workspace.numel())
+        workspace.data_ptr(), workspace.numel(),
+        _library.OUTPUT_INPUT)
     index = device.index
     if index != torch.cuda.current_device():
         with torch.cuda.device(index):
             att.backward(args, torch.cuda.current_stream(device).cuda_stream)
     else:
         att.backward(args, torch.cuda.current_stream(device).cuda_stream)
-    if q.dtype != torch.float32:
-        dq, dk, dv = dq.to(q.dtype), dk.to(q.dtype), dv.to(q.dtype)
     return dq, dk, dv
 
 

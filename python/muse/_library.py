@@ -1,6 +1,6 @@
 """Finding and loading libmuse.so, and the ctypes view of its C ABI.
 
-The declarations below mirror include/muse/muse.h (MUSE_ABI_VERSION 2); the
+The declarations below mirror include/muse/muse.h (MUSE_ABI_VERSION 3); the
 library's own muse_abi_version() is checked at load so that a stale build is
 reported instead of misread.
 
@@ -21,7 +21,7 @@ import threading
 
 from . import _errors
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 LIBRARY_NAME = "libmuse.so"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -33,6 +33,10 @@ class Shape(ctypes.Structure):
 
 
 _Stride = ctypes.c_int64 * 3
+
+# muse_output_type_t: outputs (o; dq, dk, dv) in fp32 or in the attention's dtype.
+OUTPUT_F32 = 0
+OUTPUT_INPUT = 1
 
 
 class ForwardArgs(ctypes.Structure):
@@ -46,12 +50,14 @@ class ForwardArgs(ctypes.Structure):
         ("workspace", ctypes.c_void_p), ("workspace_bytes", ctypes.c_int64),
         ("query_assign", ctypes.c_void_p),
         ("key_assign", ctypes.c_void_p),
+        ("o_type", ctypes.c_int32),
     ]
 
 
 class BackwardArgs(ctypes.Structure):
     """muse_backward_args_t: o and d_o in the attention's dtype, the gradients
-    fp32; lse and d_lse ([B, H, N] contiguous) may be NULL."""
+    fp32 or in that dtype (grad_type); lse and d_lse ([B, H, N] contiguous)
+    may be NULL."""
     _fields_ = [
         ("shape", Shape),
         ("q", ctypes.c_void_p), ("q_stride", _Stride),
@@ -65,6 +71,7 @@ class BackwardArgs(ctypes.Structure):
         ("dk", ctypes.c_void_p), ("dk_stride", _Stride),
         ("dv", ctypes.c_void_p), ("dv_stride", _Stride),
         ("workspace", ctypes.c_void_p), ("workspace_bytes", ctypes.c_int64),
+        ("grad_type", ctypes.c_int32),
     ]
 
 

@@ -144,7 +144,10 @@ def launch(q, k, v, spec, overrides, is_causal, out_fp32, for_backward=False):
     device = q.device
     index = device.index
     att = attention_for(spec, overrides, is_causal, q.dtype, D, Dv, H // Hkv, index)
-    o = torch.empty((B, H, N, Dv), dtype=torch.float32, device=device)
+    # o straight in q's dtype (libmuse rounds each element once from fp32),
+    # or fp32 when asked for.
+    o_dtype = torch.float32 if out_fp32 else q.dtype
+    o = torch.empty((B, H, N, Dv), dtype=o_dtype, device=device)
     lse = torch.empty((B, H, N), dtype=torch.float32, device=device)
     nbytes = (att.backward_workspace_bytes if for_backward else att.workspace_bytes)(
         B, H, Hkv, N, M)
@@ -161,15 +164,14 @@ def launch(q, k, v, spec, overrides, is_causal, out_fp32, for_backward=False):
         o.data_ptr(), S(os_[0], os_[1], os_[2]),
         lse.data_ptr(),
         workspace.data_ptr() if workspace is not None else None, nbytes,
-        None, None)
+        None, None,
+        _library.OUTPUT_F32 if o_dtype == torch.float32 else _library.OUTPUT_INPUT)
     if index != torch.cuda.current_device():
         # The attention lives in this device's context; make it current.
         with torch.cuda.device(index):
             att.forward(args, _stream(device))
     else:
         att.forward(args, _stream(device))
-    if not out_fp32 and q.dtype != torch.float32:
-        o = o.to(q.dtype)
     return o, lse, (workspace if for_backward else None)
 
 

@@ -97,12 +97,16 @@ class LibraryTest(unittest.TestCase):
     def test_struct_layout_matches_the_header(self):
         # x86-64: pointers and int64 are 8 bytes (muse.h, muse_forward_args_t).
         self.assertEqual(ctypes.sizeof(_library.Shape), 40)
-        self.assertEqual(ctypes.sizeof(_library.ForwardArgs), 40 + 4 * 32 + 8 * 5)
+        # ... then o_type (int32, padded to 8).
+        self.assertEqual(ctypes.sizeof(_library.ForwardArgs), 40 + 4 * 32 + 8 * 5 + 8)
+        self.assertEqual(_library.ForwardArgs.o_type.offset, 208)
         self.assertEqual(_library.AttentionInfo.scale.offset, 48)
         # muse_backward_args_t: shape, q k v o (pointer + 3 strides each), lse,
-        # d_o + strides, d_lse, dq dk dv + strides, workspace and its size.
+        # d_o + strides, d_lse, dq dk dv + strides, workspace and its size,
+        # grad_type (int32, padded to 8).
         self.assertEqual(ctypes.sizeof(_library.BackwardArgs), 40 + 4 * 32 + 8 + 32 + 8 + 3 * 32
-                         + 16)
+                         + 16 + 8)
+        self.assertEqual(_library.BackwardArgs.grad_type.offset, 328)
         self.assertEqual(_library.BackwardArgs.d_o.offset, 176)
         self.assertEqual(_library.BackwardArgs.dq.offset, 216)
 

@@ -242,12 +242,26 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
         }
       }
       // The chunk's dk, dv rows (this block is their one writer at this level).
+      // Acausal without near field and with one head a group: the caller's
+      // dk, dv in T when asked for (emit.cuh keysWriteOutput), else fp32.
+      const bool toOut = Cfg::NEAR == 0 && p.out_dk && !p.causal && group == 1;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = half ? rb : ra;
         if (r >= kn)
           continue;
         const int l = kperm[k0 + r];
+        if (toOut) {
+          const long long ak = b * p.out_dk_sb + hk * p.out_dk_sh + l * p.out_dk_sm + 2 * t;
+          const long long av = b * p.out_dv_sb + hk * p.out_dv_sh + l * p.out_dv_sm + 2 * t;
+#pragma unroll
+          for (int n = 0; n < NK; ++n)
+            storeOutPair<T>(p.out_dk, ak + 8 * n, dk[n][2 * half], dk[n][2 * half + 1]);
+#pragma unroll
+          for (int n = 0; n < NV; ++n)
+            storeOutPair<T>(p.out_dv, av + 8 * n, dv[n][2 * half], dv[n][2 * half + 1]);
+          continue;
+        }
         float *dkr = p.dk + dkRowOff(p, kh, l), *dvr = p.dv + dvRowOff(p, kh, l);
 #pragma unroll
         for (int n = 0; n < NK; ++n)

@@ -458,6 +458,13 @@ template <class Cfg, bool kMerge> __device__ void farFieldMma(const MuseParams &
         }
         continue;
       }
+      if (Cfg::ORDER == 0 && p.out_o && !p.causal) {
+        // The caller's o in T: this is the row's one writer (emit.cuh).
+        const long long at = hi.b * p.out_o_sb + hi.h * p.out_o_sh + qi[rr] * p.out_o_sn + 2 * t4;
+#pragma unroll
+        for (int nv = 0; nv < NV; ++nv)
+          storeOutPair<T>(p.out_o, at + 8 * nv, o[nv][2 * rr] / l[rr], o[nv][2 * rr + 1] / l[rr]);
+      } else {
       float *orow = p.o + oRow(p, hi.b, hi.h, qi[rr]);
       // 8-byte stores where the row allows: a warp's store then fills whole
       // 32-byte sectors of 8 rows instead of half of each.
@@ -471,6 +478,7 @@ template <class Cfg, bool kMerge> __device__ void farFieldMma(const MuseParams &
           orow[8 * nv + 2 * t4] = x;
           orow[8 * nv + 2 * t4 + 1] = y;
         }
+      }
       }
       if (t4 == 0) {
         const float lse = m[rr] + logf(l[rr]);

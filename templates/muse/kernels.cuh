@@ -22,5 +22,6 @@
 #include "muse/backward_keys.cuh"
 #include "muse/backward_centroid.cuh"
 #include "muse/backward_causal.cuh"
+#include "muse/emit.cuh"
 
 #endif // MUSE_TEMPLATES_KERNELS_CUH

@@ -41,6 +41,8 @@
 //   dipole_means f32 [kh, CK, D + DV]  those means, mu_j then nu_j
 //   part_o, run_lse, served          causal only (see the fields below)
 //   bwd_pg, bwd_dr, bwd_delta, bwd_dqbar, bwd_pairs  backward only (see the fields below)
+//   acc_o, acc_dq, acc_dk, acc_dv    16-bit specs: fp32 accumulators of outputs
+//                                   delivered in T (see out_o below)
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_PARAMS_CUH
 #define MUSE_TEMPLATES_PARAMS_CUH
@@ -124,6 +126,29 @@ struct MuseParams {
   float *bwd_dqbar; // f32 [qh, CQ, CK, D] stage-1 part of dL/dqbar_i per key cluster
   float *bwd_pairs; // f32 [qh, CQ, CK, 1 + D + DV] per pair: sums over i of g, g r, P dO
                     // (order 0: the first slot holds off_ij = gL - gK.kbar_ij - gV.vbar_ij)
+
+  // Outputs in the input dtype T (templates/README.md "Outputs"). Null: the
+  // fp32 fields o, dq, dk, dv above are the caller's outputs. Otherwise these
+  // are the caller's T tensors (their own strides), and o, dq, dk, dv point
+  // at the fp32 accumulators acc_* of the workspace (contiguous [heads, rows,
+  // width]) or are null where no kernel accumulates that output; each row is
+  // rounded to T once, by the kernel that writes it last when that kernel
+  // knows it (acausal: far_field's o at order 0, backward_keys' dk, dv at
+  // order 0 without near field, backward_centroid's dq), else by the plan's
+  // emit kernel (emit.cuh) after everything else.
+  void *out_o;
+  long long out_o_sb, out_o_sh, out_o_sn;
+  void *out_dq;
+  void *out_dk;
+  void *out_dv;
+  long long out_dq_sb, out_dq_sh, out_dq_sn;
+  long long out_dk_sb, out_dk_sh, out_dk_sm;
+  long long out_dv_sb, out_dv_sh, out_dv_sm;
+  float *acc_o;  // f32 [qh, N, Dv]  (causal or order >= 1)
+  float *acc_dq; // f32 [qh, N, D]
+  float *acc_dk; // f32 [kh, M, D]   (unless backward_keys writes dk, dv itself)
+  float *acc_dv; // f32 [kh, M, Dv]
+  int causal;    // the spec's causal flag (seg_count is 0 in its full-view launches too)
 };
 
 #endif

@@ -89,6 +89,18 @@ template <class T> __device__ __forceinline__ T fromFloat(float x);
 template <> __device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 template <> __device__ __forceinline__ __half fromFloat<__half>(float x) { return __float2half_rn(x); }
 
+/// Two floats rounded to T at element `at` of `out`: one 4-byte store when
+/// the pair is aligned, two element stores otherwise (any strides stay legal).
+template <class T> __device__ __forceinline__ void storeOutPair(void *out, long long at, float x, float y) {
+  T *ptr = static_cast<T *>(out) + at;
+  if ((reinterpret_cast<unsigned long long>(ptr) & 3ull) == 0) {
+    *reinterpret_cast<unsigned *>(ptr) = pack2<T>(x, y);
+  } else {
+    ptr[0] = fromFloat<T>(x);
+    ptr[1] = fromFloat<T>(y);
+  }
+}
+
 /// Elementwise product of two registers of T pairs, rounded to T.
 template <class T> __device__ __forceinline__ unsigned mul2(unsigned a, unsigned b);
 template <> __device__ __forceinline__ unsigned mul2<__nv_bfloat16>(unsigned a, unsigned b) {

@@ -2,7 +2,8 @@
 // ref::museBackward on the kernel's own partitions (fresh seed, printed;
 // MUSE_TEST_SEED replays one), on awkward sizes: N != M, not multiples of any
 // tile, GQA 4, D 128, near clusters, orders 0 and 1, dLse given or not. A
-// second backward must be bit-identical. Causal specs (several far-field
+// second backward must be bit-identical, and 16-bit specs' o, dq, dk, dv
+// delivered in the input dtype must equal the fp32 results rounded. Causal specs (several far-field
 // levels, N not a multiple of the block) also check causality: gradients at
 // positions >= N/2 ignore dO at positions < N/2, bit for bit. Skipped where
 // there is no GPU. MUSE_BWD_TIMING=1 times the causal forward and backward at
@@ -66,6 +67,8 @@ TEST_P(BackwardVsReference, MatchesReferenceOnKernelPartitions) {
   const double tol = check::referenceTolerance(spec);
   EXPECT_TRUE(r.outputsFinite) << r.str();
   EXPECT_TRUE(r.deterministic) << r.str();
+  EXPECT_EQ(r.inputTypeChecked, c.dtype != DType::F32) << r.str();
+  EXPECT_EQ(r.inputTypeMismatches, 0) << r.str();
   EXPECT_LT(r.dqRelL2, tol) << r.str();
   EXPECT_LT(r.dkRelL2, tol) << r.str();
   EXPECT_LT(r.dvRelL2, tol) << r.str();
@@ -99,6 +102,10 @@ INSTANTIATE_TEST_SUITE_P(
                 {1, 4, 2, 301, 277}},
         BwdCase{"f16_cq20_order0_no_dlse", DType::F16, 64, 64, 1, 20, 6, 0, 0, false,
                 {1, 1, 1, 257, 300}},
+        // GQA without near field: backward_keys adds the group's heads in
+        // acc_dk, acc_dv and emit_dkdv rounds them (one head a group: keys
+        // round dk, dv themselves).
+        BwdCase{"bf16_gqa2_order0", DType::BF16, 64, 64, 2, 12, 8, 0, 0, true, {1, 4, 2, 301, 277}},
         // The pair sums formed by backward_rows (rowsTiledMma<Cfg, true>):
         // query clusters of two to three 64-member chunks (sums added across
         // chunks, off_ij from the last), 20 key clusters (a partial tile).
@@ -157,6 +164,8 @@ TEST_P(CausalBackwardVsReference, MatchesReferenceAndIsCausal) {
   EXPECT_TRUE(r.outputsFinite) << r.str();
   EXPECT_TRUE(r.deterministic) << r.str();
   EXPECT_TRUE(r.causalChecked && r.causal) << r.str();
+  EXPECT_EQ(r.inputTypeChecked, c.dtype != DType::F32) << r.str();
+  EXPECT_EQ(r.inputTypeMismatches, 0) << r.str();
   EXPECT_LT(r.dqRelL2, tol) << r.str();
   EXPECT_LT(r.dkRelL2, tol) << r.str();
   EXPECT_LT(r.dvRelL2, tol) << r.str();

@@ -83,6 +83,11 @@ struct BackwardReport {
   double dqRelL2 = 0, dkRelL2 = 0, dvRelL2 = 0; // ||g - g_ref|| / ||g_ref||
   bool outputsFinite = true;
   bool deterministic = true; // a second backward gave bit-identical dq, dk, dv
+  // 16-bit specs: o (a forward with OutputType::Input) and dq, dk, dv (a
+  // backward with gradType Input) in the input dtype, against the fp32 runs'
+  // results rounded: elements that differ (must be 0).
+  bool inputTypeChecked = false;
+  int64_t inputTypeMismatches = 0;
   bool causalChecked = false; // causal specs: the causality check ran
   bool causal = false;        // gradients at positions >= N/2 ignore dO at < N/2, bit for bit
   double medianMs = 0;       // backward only, when timedRuns > 0

@@ -46,6 +46,12 @@ struct Status {
   static Status success() { return {}; }
 };
 
+/// Element type of a call's outputs (o; dq, dk, dv): fp32, or the spec's
+/// dtype (bf16, f16; for f32 specs the same as F32). Input rounds each
+/// element once from the fp32 result (templates/muse/emit.cuh), so it equals
+/// an F32 call's output rounded to the input dtype.
+enum class OutputType { F32, Input };
+
 /// Tensor arguments of one forward call (device pointers; strides in elements;
 /// the innermost dimension must be contiguous). See templates/muse/params.cuh.
 struct ForwardArgs {
@@ -53,7 +59,8 @@ struct ForwardArgs {
   const void *q = nullptr; int64_t qStride[3] = {0, 0, 0}; // b, h, n
   const void *k = nullptr; int64_t kStride[3] = {0, 0, 0}; // b, h, m
   const void *v = nullptr; int64_t vStride[3] = {0, 0, 0};
-  float *o = nullptr;      int64_t oStride[3] = {0, 0, 0};
+  void *o = nullptr;       int64_t oStride[3] = {0, 0, 0};
+  OutputType oType = OutputType::F32; // o's elements: float, or the spec's dtype
   float *lse = nullptr;    // [B, H, N] contiguous, may be null
   void *workspace = nullptr; int64_t workspaceBytes = 0;
   /// Optional copies of the partitions (device, int32): [B*H, N] and [B*Hkv, M].
@@ -75,9 +82,9 @@ struct ForwardArgs {
 /// summaries, near lists, row lse); the backward writes only after them.
 /// o and dO are in the spec's dtype, like q, k and v (as a bf16/f16 model
 /// keeps them; o feeds only delta_n = dO_n . o_n, so a 16-bit caller rounds
-/// the forward's fp32 o once). Gradients are fp32 whatever the input dtype
-/// (the sums over clusters and the GQA group are fp32); strides in elements,
-/// innermost contiguous.
+/// the forward's fp32 o once). Gradients are fp32 (gradType F32) or in the
+/// spec's dtype (Input: accumulated in fp32 and rounded once, the GQA group's
+/// sum included); strides in elements, innermost contiguous.
 struct BackwardArgs {
   Shape shape;
   const void *q = nullptr; int64_t qStride[3] = {0, 0, 0}; // as in ForwardArgs
@@ -87,9 +94,10 @@ struct BackwardArgs {
   const float *lse = nullptr; // the forward's lse [B, H, N]; null: its copy in the workspace
   const void *dO = nullptr; int64_t dOStride[3] = {0, 0, 0}; // [B, H, N, Dv], spec dtype
   const float *dLse = nullptr; // [B, H, N] contiguous; null: zero
-  float *dq = nullptr; int64_t dqStride[3] = {0, 0, 0}; // [B, H, N, D]
-  float *dk = nullptr; int64_t dkStride[3] = {0, 0, 0}; // [B, Hkv, M, D]
-  float *dv = nullptr; int64_t dvStride[3] = {0, 0, 0}; // [B, Hkv, M, Dv]
+  void *dq = nullptr; int64_t dqStride[3] = {0, 0, 0}; // [B, H, N, D]
+  void *dk = nullptr; int64_t dkStride[3] = {0, 0, 0}; // [B, Hkv, M, D]
+  void *dv = nullptr; int64_t dvStride[3] = {0, 0, 0}; // [B, Hkv, M, Dv]
+  OutputType gradType = OutputType::F32; // dq, dk, dv elements: float, or the spec's dtype
   void *workspace = nullptr; int64_t workspaceBytes = 0;
 };
 

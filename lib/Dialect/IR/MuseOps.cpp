@@ -305,7 +305,10 @@ const llvm::StringMap<BufferKind> &bufferKinds() {
       // The backward plan's scratch (MuseBackwardOps.td).
       {"bwd_pg", {true, Side::Query}},      {"bwd_dr", {true, Side::Query}},
       {"bwd_delta", {true, Side::Query}},   {"bwd_dqbar", {true, Side::Query}},
-      {"bwd_pairs", {true, Side::Query}}};
+      {"bwd_pairs", {true, Side::Query}},
+      // fp32 accumulators of outputs delivered in the input dtype (emit.cuh).
+      {"acc_o", {true, Side::Query}},       {"acc_dq", {true, Side::Query}},
+      {"acc_dk", {true, Side::Key}},        {"acc_dv", {true, Side::Key}}};
   return kinds;
 }
 } // namespace
@@ -318,7 +321,8 @@ LogicalResult BufferOp::verify() {
                             "k_centroids, q_sums, k_sums, q_counts, k_counts, q_assign, k_assign, "
                             "q_offsets, k_offsets, q_perm, k_perm, summaries, near, row_lse, dipole_kv, "
                             "dipole_means, part_o, "
-                            "run_lse, served, bwd_pg, bwd_dr, bwd_delta, bwd_dqbar, bwd_pairs";
+                            "run_lse, served, bwd_pg, bwd_dr, bwd_delta, bwd_dqbar, bwd_pairs, acc_o, "
+                            "acc_dq, acc_dk, acc_dv";
   Type want = it->second.isFloat ? f32(*this) : i32(*this);
   if (getElemType() != want)
     return emitOpError() << "'" << getSymName() << "' holds " << want << ", not " << getElemType();

@@ -70,6 +70,32 @@ const char *rowsInstance(SpecAttr spec) {
   return fusedPairs(spec) ? "muse::backward_rows<MuseCfg, true>" : "muse::backward_rows<MuseCfg>";
 }
 
+/// Gradients in the input dtype (params.cuh out_dq, templates/muse/emit.cuh),
+/// 16-bit specs only: acausal order 0 without near field on the tensor cores
+/// (backward_keys.cuh KeyMmaTiles::usable: D + Dv <= 128), backward_keys
+/// rounds dk, dv itself where a kv head serves one query head (emit.cuh
+/// keysWriteOutput; GQA groups add their heads in acc_dk, acc_dv).
+bool keysWriteOutput(SpecAttr spec) {
+  const int64_t D = spec.getHeadDim(), Dv = spec.getValueDim();
+  return !spec.getCausal() && spec.getOrder() == 0 && spec.getNearClusters() == 0 && !spec.getDtype().isF32() &&
+         D % 16 == 0 && Dv % 16 == 0 && D + Dv <= 128;
+}
+/// The fp32 accumulators of the gradients a 16-bit plan keeps: acc_dq always
+/// (the rows' dL/dr; backward_centroid or emit_dq rounds it), acc_dk and acc_dv
+/// unless backward_keys writes dk, dv itself for groups of one head.
+/// emit_dkdv's template argument says whether they exist (checked there).
+bool keepsKVAccumulators(SpecAttr spec) { return !keysWriteOutput(spec) || spec.getKvHeadsRatio() > 1; }
+void addGradientAccumulators(OpBuilder &pb, Location loc, SpecAttr spec) {
+  if (spec.getDtype().isF32())
+    return;
+  Type f32 = pb.getF32Type();
+  pb.create<BufferOp>(loc, "acc_dq", f32, Side::Query, spec.getHeadDim(), 0, 0);
+  if (keepsKVAccumulators(spec)) {
+    pb.create<BufferOp>(loc, "acc_dk", f32, Side::Key, 0, spec.getHeadDim(), 0);
+    pb.create<BufferOp>(loc, "acc_dv", f32, Side::Key, 0, spec.getValueDim(), 0);
+  }
+}
+
 RankedTensorType f32Tensor(MLIRContext *ctx, ArrayRef<int64_t> dims) {
   return RankedTensorType::get(dims, Float32Type::get(ctx));
 }
@@ -153,6 +179,27 @@ struct BwdKernel {
   const char *view = "full";
 };
 
+/// 16-bit specs: the last launches, which round the fp32 accumulators into
+/// the caller's dq (causal plans; acausal ones have backward_centroid write
+/// it) and dk, dv where the caller asked for the input dtype (they return at
+/// once otherwise, or where backward_keys wrote dk, dv). 8 elements a thread.
+std::vector<BwdKernel> emitKernels(SpecAttr spec) {
+  if (spec.getDtype().isF32())
+    return {};
+  const int64_t D = spec.getHeadDim(), W = std::max(D, spec.getValueDim()), kPerBlock = 8 * 256;
+  const DimExpr one{Sym::One, 1, 1};
+  std::vector<BwdKernel> k;
+  if (spec.getCausal())
+    k.push_back({"muse_emit_dq", "muse::emit_dq<MuseCfg>", 256,
+                 {DimExpr{Sym::N, kPerBlock / D, 1}, DimExpr{Sym::QHeads, 1, 1}, one},
+                 "dq rounded to the input dtype (when asked for)"});
+  k.push_back({"muse_emit_dkdv",
+               keepsKVAccumulators(spec) ? "muse::emit_dkdv<MuseCfg, true>" : "muse::emit_dkdv<MuseCfg, false>", 256,
+               {DimExpr{Sym::M, kPerBlock / W, 1}, DimExpr{Sym::KHeads, 1, 1}, one},
+               "dk, dv rounded to the input dtype (when asked for)"});
+  return k;
+}
+
 /// The schedule muse-schedule gave the forward function `forwardName` (its
 /// summarize stage): the causal backward re-runs summarize, whose launch
 /// bounds are the forward's THREADS.
@@ -200,6 +247,7 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
   pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, perSeg(CQ * CK * D), 0, CQ * CK * D);
   pb.create<BufferOp>(loc, "bwd_pairs", f32, Side::Query, perSeg(CQ * CK * F), 0, CQ * CK * F);
+  addGradientAccumulators(pb, loc, spec);
   const DimExpr one{Sym::One, 1, 1};
   const DimExpr qh{Sym::QHeads, 1, 1}, kh{Sym::KHeads, 1, 1};
   std::vector<BwdKernel> kernels = {
@@ -252,6 +300,8 @@ LogicalResult outlineCausalBackward(func::FuncOp func, SpecAttr spec) {
   for (const BwdKernel &k : tail)
     if (launched(spec, k.name))
       kernels.push_back(k);
+  for (const BwdKernel &k : emitKernels(spec))
+    kernels.push_back(k);
   llvm::StringSet<> declared;
   for (const BwdKernel &k : kernels)
     if (declared.insert(k.name).second)
@@ -303,6 +353,7 @@ LogicalResult outlineBackward(func::FuncOp func) {
   pb.create<BufferOp>(loc, "bwd_delta", f32, Side::Query, 1, 0, 0);
   pb.create<BufferOp>(loc, "bwd_dqbar", f32, Side::Query, 0, 0, CQ * CK * D);
   pb.create<BufferOp>(loc, "bwd_pairs", f32, Side::Query, 0, 0, CQ * CK * spec.getSummaryWidth());
+  addGradientAccumulators(pb, loc, spec);
   const DimExpr one{Sym::One, 1, 1};
   const BwdKernel all[] = {
       {"muse_backward_rows", rowsInstance(spec), kBwdThreads,
@@ -323,6 +374,8 @@ LogicalResult outlineBackward(func::FuncOp func) {
   for (const BwdKernel &k : all)
     if (launched(spec, k.name))
       kernels.push_back(k);
+  for (const BwdKernel &k : emitKernels(spec))
+    kernels.push_back(k);
   for (const BwdKernel &k : kernels)
     pb.create<KernelOp>(loc, k.name, k.instance, k.threads, 0, k.stage,
                         kernelMinBlocks(pb, spec, k.name, k.threads));

@@ -172,6 +172,23 @@ public:
     return op->emitOpError() << "cannot be outlined into a muse.plan (not a stage op)";
   }
 
+  /// 16-bit specs deliver o in the input dtype when asked (params.cuh out_o):
+  /// the last launch rounds the fp32 accumulator acc_o, kept wherever more
+  /// than one kernel adds into o (causal: the window and every level; order
+  /// 1: the far field and the dipole); acausal order 0 has far_field round o
+  /// itself (emit.cuh outputInFarField, which emit_forward's template
+  /// argument is checked against) and emit_forward returns at once.
+  void addEmit() {
+    if (spec.getDtype().isF32())
+      return;
+    const bool acc = spec.getCausal() || spec.getOrder() > 0;
+    if (acc)
+      use({"acc_o"});
+    launch("muse_emit_o", std::string("emit_forward<MuseCfg, ") + (acc ? "true" : "false") + ">", 256,
+           "o rounded to the input dtype (when asked for)",
+           {over(Sym::N, 8 * 256 / spec.getValueDim()), heads(true), constant(1)}, "full");
+  }
+
   /// Fills `plan` with buffers (MuseParams order), kernels and launches.
   void emit(PlanOp plan) {
     OpBuilder b = OpBuilder::atBlockEnd(&plan.getBody().front());
@@ -220,7 +237,8 @@ private:
             {"near", false, Side::Query, 0, 0, CQ * E},
             {"row_lse", true, Side::Query, 1, 0, 0},
             {"dipole_kv", false, Side::Key, 0, dipoleRow() / 2, 0},
-            {"dipole_means", true, Side::Key, 0, 0, CK * dipoleRow()}};
+            {"dipole_means", true, Side::Key, 0, 0, CK * dipoleRow()},
+            {"acc_o", true, Side::Query, spec.getValueDim(), 0, 0}};
   }
 
   /// Row width of dipole_kv and dipole_means: keys, then values.
@@ -258,7 +276,8 @@ private:
             cl("dipole_means", true, Side::Key, CK * dipoleRow()),
             {"part_o", true, Side::Query, spec.getValueDim(), 0, 0},
             {"run_lse", true, Side::Query, 1, 0, 0},
-            {"served", false, Side::Query, 1, 0, S}};
+            {"served", false, Side::Query, 1, 0, S},
+            {"acc_o", true, Side::Query, spec.getValueDim(), 0, 0}};
   }
 
   LogicalResult addKMeans(Side side) {
@@ -339,6 +358,7 @@ LogicalResult outline(func::FuncOp func) {
   for (Operation *op : stages)
     if (failed(builder.add(op)))
       return failure();
+  builder.addEmit();
   OpBuilder b(func);
   auto plan = b.create<PlanOp>(func.getLoc(), func.getSymName(), spec, sched);
   builder.emit(plan);

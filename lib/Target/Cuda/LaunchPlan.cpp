@@ -148,16 +148,31 @@ int64_t LaunchPlan::workspaceBytes(const Shape &shape) const {
   return total;
 }
 
-int64_t LaunchPlan::backwardWorkspaceBytes(const Shape &shape) const {
-  int64_t total = workspaceBytes(shape);
-  for (const BufferSpec &b : backwardBuffers)
-    total += alignUp(b.bytes(shape));
+size_t LaunchPlan::firstTransient() const {
+  size_t i = buffers.size();
+  while (i > 0 && isTransient(buffers[i - 1].name))
+    --i;
+  return i;
+}
+
+int64_t LaunchPlan::persistentBytes(const Shape &shape) const {
+  int64_t total = 0;
+  for (size_t i = 0; i < firstTransient(); ++i)
+    total += alignUp(buffers[i].bytes(shape));
   return total;
+}
+
+int64_t LaunchPlan::backwardWorkspaceBytes(const Shape &shape) const {
+  int64_t scratch = 0;
+  for (const BufferSpec &b : backwardBuffers)
+    scratch += alignUp(b.bytes(shape));
+  const int64_t persistent = persistentBytes(shape);
+  return persistent + std::max(scratch, workspaceBytes(shape) - persistent);
 }
 
 std::vector<int64_t> LaunchPlan::backwardBufferOffsets(const Shape &shape) const {
   std::vector<int64_t> offsets;
-  int64_t at = workspaceBytes(shape);
+  int64_t at = persistentBytes(shape);
   for (const BufferSpec &b : backwardBuffers) {
     offsets.push_back(at);
     at += alignUp(b.bytes(shape));

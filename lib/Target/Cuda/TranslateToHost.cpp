@@ -138,6 +138,50 @@ int64_t partialValueDim(const LaunchPlan &plan) {
   return 0;
 }
 
+const BufferSpec *findBuffer(const std::vector<BufferSpec> &buffers, const char *name) {
+  for (const BufferSpec &b : buffers)
+    if (b.name == name)
+      return &b;
+  return nullptr;
+}
+
+bool launches(const std::vector<KernelLaunch> &launches, const char *kernel) {
+  for (const KernelLaunch &l : launches)
+    if (l.kernel == kernel)
+      return true;
+  return false;
+}
+
+/// 16-bit plans end in emit launches (templates/muse/emit.cuh): a caller that
+/// sets out_o (forward) or out_dq, out_dk, out_dv (backward) and their
+/// strides gets those outputs in the inputs' dtype, accumulated in the
+/// workspace's acc_* buffers (contiguous), as the runtime does
+/// (Params.cpp, BackwardParams.cpp).
+void emitOutputRedirect(std::ostream &os, const std::vector<BufferSpec> &buffers, bool backward) {
+  const char *rows[] = {"N", "M", "M"};
+  const char *heads[] = {"H", "Hkv", "Hkv"};
+  const char *fields[] = {backward ? "dq" : "o", "dk", "dv"};
+  const char *rowStride[] = {"n", "m", "m"};
+  os << "  // Outputs in the inputs' dtype when the caller set p.out_" << fields[0]
+     << " (see params.cuh).\n"
+     << "  if (p.out_" << fields[0] << ") {\n";
+  for (int i = 0; i < (backward ? 3 : 1); ++i) {
+    const std::string f = fields[i], acc = "acc_" + f;
+    const BufferSpec *b = findBuffer(buffers, acc.c_str());
+    const int64_t width = b ? (b->perN ? b->perN : b->perM) : 0;
+    if (!b) { // written by its kernel straight into out_* (no accumulator)
+      os << "    p." << f << " = 0;\n    p." << f << "_sb = p." << f << "_sh = p." << f << "_s"
+         << rowStride[i] << " = 0;\n";
+      continue;
+    }
+    os << "    p." << f << " = p." << acc << ";\n"
+       << "    p." << f << "_s" << rowStride[i] << " = " << width << ";\n"
+       << "    p." << f << "_sh = " << rows[i] << " * " << width << ";\n"
+       << "    p." << f << "_sb = " << heads[i] << " * " << rows[i] << " * " << width << ";\n";
+  }
+  os << "  }\n";
+}
+
 void emitBind(std::ostream &os, const std::vector<BufferSpec> &buffers) {
   for (const BufferSpec &b : buffers)
     os << "  p." << b.name << " = (decltype(p." << b.name << "))(workspace + at);\n"
@@ -349,9 +393,17 @@ std::string (::muse::printHostLauncher)(const LaunchPlan &plan, const std::strin
      << "  const long long B = p.B, H = p.H, Hkv = p.Hkv, N = p.N, M = p.M;\n"
      << "  (void)N; (void)M;\n"
      << "  size_t at = 0;\n";
-  emitBind(os, plan.buffers);
+  // The persistent buffers, the causal save area, then the transient ones
+  // (acc_o), whose bytes a backward's scratch reuses (LaunchPlan::isTransient).
+  const std::vector<BufferSpec> persistent(plan.buffers.begin(), plan.buffers.begin() + plan.firstTransient());
+  const std::vector<BufferSpec> transient(plan.buffers.begin() + plan.firstTransient(), plan.buffers.end());
+  emitBind(os, persistent);
   if (causal)
     emitSaveBind(os);
+  emitBind(os, transient);
+  os << "  p.causal = " << (causal ? 1 : 0) << ";\n";
+  if (launches(plan.launches, "muse_emit_o"))
+    emitOutputRedirect(os, plan.buffers, false);
   emitLaunches(os, plan.launches, valueDim);
 
   if (!plan.hasBackward())
@@ -365,8 +417,18 @@ std::string (::muse::printHostLauncher)(const LaunchPlan &plan, const std::strin
      << "long long N, long long M" << (causal ? levelArgs : "") << ") {\n"
      << "  size_t bytes = " << name << "_workspace_bytes(B, H, Hkv, N, M"
      << (causal ? ", block_size, window_blocks" : "") << ");\n";
-  for (const BufferSpec &b : plan.backwardBuffers)
-    os << "  bytes += muse_align256(" << cBytes(b) << "); // " << b.name << "\n";
+  if (!transient.empty()) {
+    os << "  // The backward's scratch reuses the transient buffers' bytes.\n"
+       << "  size_t transient = 0, scratch = 0;\n";
+    for (const BufferSpec &b : transient)
+      os << "  transient += muse_align256(" << cBytes(b) << "); // " << b.name << "\n";
+    for (const BufferSpec &b : plan.backwardBuffers)
+      os << "  scratch += muse_align256(" << cBytes(b) << "); // " << b.name << "\n";
+    os << "  bytes += (scratch > transient ? scratch : transient) - transient;\n";
+  } else {
+    for (const BufferSpec &b : plan.backwardBuffers)
+      os << "  bytes += muse_align256(" << cBytes(b) << "); // " << b.name << "\n";
+  }
   os << "  return bytes;\n}\n\n"
      << "// p: as for " << name << "_launch (same q, k, v, lse, o strides and shape) but\n"
      << "// o_in (the forward's o in the inputs' dtype) for o, plus dout (that dtype), dlse,\n"
@@ -378,11 +440,14 @@ std::string (::muse::printHostLauncher)(const LaunchPlan &plan, const std::strin
      << "  (void)N; (void)M;\n"
      << "  size_t at = 0;\n"
      << "  // The forward's buffers.\n";
-  emitBind(os, plan.buffers);
+  emitBind(os, persistent);
   if (causal)
     emitSaveBind(os);
   os << "  // The backward's own.\n";
   emitBind(os, plan.backwardBuffers);
+  os << "  p.causal = " << (causal ? 1 : 0) << ";\n";
+  if (launches(plan.backwardLaunches, "muse_emit_dkdv"))
+    emitOutputRedirect(os, plan.backwardBuffers, true);
   emitLaunches(os, plan.backwardLaunches, valueDim);
   return os.str();
 }

@@ -15,13 +15,19 @@
 // PLAN-NEXT: launch muse_kmeans_init_k grid=1,B*Hkv,1 block=256 shared=0 comment=k-means init (keys)
 // PLAN-NEXT: launch muse_kmeans_assign_k grid=ceil(M/1024),B*Hkv,1 block=256 shared=0 comment=k-means assign (keys)
 // PLAN: launch muse_far_field grid=4,B*H,1 block=128 shared=0 comment=stage 2: far field and exact near field
+// Acausal order 0: far_field writes o (no acc_o); emit_o returns at once.
+// PLAN-NEXT: launch muse_emit_o grid=ceil(N/32),B*H,1 block=256 shared=0 comment=o rounded to the input dtype (when asked for)
 // PLAN-NEXT: backward buffer bwd_dr heads=B*H perN=64 perM=0 fixed=0 elem=4
 // PLAN-NEXT: backward buffer bwd_delta heads=B*H perN=1 perM=0 fixed=0 elem=4
 // PLAN-NEXT: backward buffer bwd_dqbar heads=B*H perN=0 perM=0 fixed=512 elem=4
 // PLAN-NEXT: backward buffer bwd_pairs heads=B*H perN=0 perM=0 fixed=1032 elem=4
+// PLAN-NEXT: backward buffer acc_dq heads=B*H perN=64 perM=0 fixed=0 elem=4
+// PLAN-NEXT: backward buffer acc_dk heads=B*Hkv perN=0 perM=64 fixed=0 elem=4
+// PLAN-NEXT: backward buffer acc_dv heads=B*Hkv perN=0 perM=64 fixed=0 elem=4
 // PLAN-NEXT: backward launch muse_backward_rows grid=4,B*H,1 block=128 shared=0 comment=backward stage 2: per query, far-field and near-field gradients; stage-1 pair sums
 // PLAN-NEXT: backward launch muse_backward_keys grid=2,B*Hkv,1 block=128 shared=0 comment=backward stage 1 and near field: dk, dv per key cluster
 // PLAN-NEXT: backward launch muse_backward_centroid grid=4,B*H,1 block=64 shared=0 comment=backward: centroid gradient spread to the members, dq
+// PLAN-NEXT: backward launch muse_emit_dkdv grid=ceil(M/32),B*Hkv,1 block=256 shared=0 comment=dk, dv rounded to the input dtype (when asked for)
 // PLAN-NEXT: end
 
 // LAYOUT: q_centroids offset 0 bytes 8192
@@ -51,6 +57,7 @@
 // LAYOUT-NEXT: launch muse_summarize grid 3 8 1 block 128
 // LAYOUT-NEXT: launch muse_select_near grid 4 8 1 block 32
 // LAYOUT-NEXT: launch muse_far_field grid 4 8 1 block 128
+// LAYOUT-NEXT: launch muse_emit_o grid 4 8 1 block 256
 // LAYOUT-EMPTY:
 func.func @plan(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>)
     -> (tensor<?x?x?x64xf32>, tensor<?x?x?xf32>) {

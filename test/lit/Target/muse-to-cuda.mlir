@@ -52,6 +52,9 @@
 // CHECK-NEXT: muse::backward_keys<MuseCfg>(p);
 // CHECK: __launch_bounds__(64) muse_backward_centroid(MuseParams p)
 // CHECK-NEXT: muse::backward_centroid<MuseCfg>(p);
+// 16-bit inputs: the gradients' rounding to the inputs' dtype comes last.
+// CHECK: __launch_bounds__(256) muse_emit_dkdv(MuseParams p)
+// CHECK-NEXT: muse::emit_dkdv<MuseCfg, true>(p);
 // CHECK-NOT: extern "C"
 func.func @tu(%q: tensor<?x?x?x64xf16>, %k: tensor<?x?x?x64xf16>, %v: tensor<?x?x?x64xf16>)
     -> (tensor<?x?x?x64xf32>, tensor<?x?x?xf32>) {

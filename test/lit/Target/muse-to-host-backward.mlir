@@ -25,6 +25,8 @@
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (N)); // bwd_delta
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (8192)); // bwd_dqbar
 // CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (16512)); // bwd_pairs
+// dq's fp32 accumulator; backward_keys writes dk, dv itself (no acc_dk, acc_dv).
+// CHECK-NEXT: bytes += muse_align256(4ull * (B * H) * (64 * N)); // acc_dq
 // CHECK-NEXT: return bytes;
 
 // CHECK-LABEL: CUresult muse_host_bwd_backward(CUmodule module, CUstream stream, MuseParams p, CUdeviceptr workspace) {
@@ -43,6 +45,22 @@
 // CHECK-NEXT: at += muse_align256(4ull * (B * H) * (8192));
 // CHECK-NEXT: p.bwd_pairs = (decltype(p.bwd_pairs))(workspace + at);
 // CHECK-NEXT: at += muse_align256(4ull * (B * H) * (16512));
+// CHECK-NEXT: p.acc_dq = (decltype(p.acc_dq))(workspace + at);
+// CHECK-NEXT: at += muse_align256(4ull * (B * H) * (64 * N));
+// CHECK-NEXT: p.causal = 0;
+// Gradients in the inputs' dtype when asked for: dq accumulates in acc_dq; dk, dv
+// have no accumulator (backward_keys rounds them itself).
+// CHECK-NEXT: // Outputs in the inputs' dtype when the caller set p.out_dq (see params.cuh).
+// CHECK-NEXT: if (p.out_dq) {
+// CHECK-NEXT: p.dq = p.acc_dq;
+// CHECK-NEXT: p.dq_sn = 64;
+// CHECK-NEXT: p.dq_sh = N * 64;
+// CHECK-NEXT: p.dq_sb = H * N * 64;
+// CHECK-NEXT: p.dk = 0;
+// CHECK-NEXT: p.dk_sb = p.dk_sh = p.dk_sm = 0;
+// CHECK-NEXT: p.dv = 0;
+// CHECK-NEXT: p.dv_sb = p.dv_sh = p.dv_sm = 0;
+// CHECK-NEXT: }
 // The backward launches, in plan order; no forward kernel runs again.
 // CHECK-NOT: muse_kmeans
 // CHECK: // backward stage 2: per query, far-field and near-field gradients; stage-1 pair sums
@@ -56,6 +74,9 @@
 // CHECK: "muse_backward_centroid"
 // CHECK-NEXT: return r;
 // CHECK-NEXT: cuLaunchKernel(f, (unsigned)(16), (unsigned)(B * H), (unsigned)(1), 64, 1, 1, 0, stream, args, NULL)
+// CHECK: "muse_emit_dkdv"
+// CHECK-NEXT: return r;
+// CHECK-NEXT: cuLaunchKernel(f, (unsigned)(muse_ceil_div(M, 32)), (unsigned)(B * Hkv), (unsigned)(1), 256, 1, 1, 0, stream, args, NULL)
 // CHECK-NOT: cuModuleGetFunction
 // CHECK: return CUDA_SUCCESS;
 // CHECK-NEXT: }

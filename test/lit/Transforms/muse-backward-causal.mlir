@@ -20,6 +20,11 @@ func.func @c(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x
 // PLAN-NEXT: muse.buffer @bwd_delta : f32 heads query per_n 1 per_m 0 fixed 0
 // PLAN-NEXT: muse.buffer @bwd_dqbar : f32 heads query per_n 2048 per_m 0 fixed 262144
 // PLAN-NEXT: muse.buffer @bwd_pairs : f32 heads query per_n 4128 per_m 0 fixed 528384
+// The window and every level add into dq, dk, dv: fp32 accumulators, rounded
+// to the inputs' dtype by the last two launches (when asked for).
+// PLAN-NEXT: muse.buffer @acc_dq : f32 heads query per_n 64 per_m 0 fixed 0
+// PLAN-NEXT: muse.buffer @acc_dk : f32 heads key per_n 0 per_m 64 fixed 0
+// PLAN-NEXT: muse.buffer @acc_dv : f32 heads key per_n 0 per_m 64 fixed 0
 // PLAN: muse.launch @muse_backward_window_dq grid ("ceil(N/64)", "B*H", "1")
 // PLAN-NEXT: muse.launch @muse_backward_window_dkdv grid ("ceil(M/64)", "B*Hkv", "1")
 // PLAN-NEXT: muse.launch @muse_backward_restore grid ("ceil(N/256)", "B*H", "1") {view = "segment"}
@@ -35,4 +40,6 @@ func.func @c(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x
 // PLAN-NEXT: muse.launch @muse_backward_keys grid ("64", "B*Hkv", "1") {view = "served"}
 // PLAN-NEXT: muse.launch @muse_backward_centroid grid ("64", "B*H", "1") {view = "served"}
 // PLAN-NEXT: muse.launch @muse_backward_members grid ("ceil(N/4)", "B*H", "1") {view = "segment"}
+// PLAN-NEXT: muse.launch @muse_emit_dq grid ("ceil(N/32)", "B*H", "1")
+// PLAN-NEXT: muse.launch @muse_emit_dkdv grid ("ceil(M/32)", "B*Hkv", "1")
 // PLAN-NEXT: }

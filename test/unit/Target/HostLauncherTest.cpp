@@ -321,17 +321,19 @@ TEST(HostLauncher, ForwardAndBackwardLaunchAsTheRuntime) {
       a.workspace = workspace;
       a.workspaceBytes = c.plan.workspaceBytes(s) + save;
       MuseParams params;
-      Status st = fillParams(spec, c.plan, a, params);
+      // As LoadedAttention::forward: the save area between the persistent
+      // buffers and the transient ones.
+      Status st = fillParams(spec, c.plan, a, params, c.plan.firstTransient(), save);
       ASSERT_TRUE(st.ok()) << st.message;
       if (save > 0)
-        bindCausalSave(s, spec.blockSize, spec.windowBlocks, workspace, c.plan.workspaceBytes(s),
+        bindCausalSave(s, spec.blockSize, spec.windowBlocks, workspace, c.plan.persistentBytes(s),
                        params);
       std::vector<Launch> expected = runtimeLaunches(spec, c.plan.launches, params, s, stream);
 
       // The printed launcher, on the params its comment says the caller fills.
       MuseParams p;
       std::memset(&p, 0, sizeof(p));
-      p.q = a.q, p.k = a.k, p.v = a.v, p.o = a.o, p.lse = a.lse;
+      p.q = a.q, p.k = a.k, p.v = a.v, p.o = static_cast<float *>(a.o), p.lse = a.lse;
       p.q_sb = a.qStride[0], p.q_sh = a.qStride[1], p.q_sn = a.qStride[2];
       p.k_sb = a.kStride[0], p.k_sh = a.kStride[1], p.k_sm = a.kStride[2];
       p.v_sb = a.vStride[0], p.v_sh = a.vStride[1], p.v_sm = a.vStride[2];
@@ -354,7 +356,7 @@ TEST(HostLauncher, ForwardAndBackwardLaunchAsTheRuntime) {
           if (l.kernel == "muse_causal_export") {
             exported = true;
             EXPECT_EQ(reinterpret_cast<char *>(l.params.out_query),
-                      static_cast<char *>(workspace) + c.plan.workspaceBytes(s));
+                      static_cast<char *>(workspace) + c.plan.persistentBytes(s));
           }
         EXPECT_TRUE(exported);
       }
@@ -384,7 +386,7 @@ TEST(HostLauncher, ForwardAndBackwardLaunchAsTheRuntime) {
       expected = runtimeLaunches(spec, c.plan.backwardLaunches, bparams, s, stream);
 
       p.o = nullptr, p.o_in = b.o; // the backward reads the forward's o in T, never writes o
-      p.dout = b.dO, p.dlse = b.dLse, p.dq = b.dq, p.dk = b.dk, p.dv = b.dv;
+      p.dout = b.dO, p.dlse = b.dLse, p.dq = static_cast<float *>(b.dq), p.dk = static_cast<float *>(b.dk), p.dv = static_cast<float *>(b.dv);
       p.do_sb = b.dOStride[0], p.do_sh = b.dOStride[1], p.do_sn = b.dOStride[2];
       p.dq_sb = b.dqStride[0], p.dq_sh = b.dqStride[1], p.dq_sn = b.dqStride[2];
       p.dk_sb = b.dkStride[0], p.dk_sh = b.dkStride[1], p.dk_sm = b.dkStride[2];
@@ -403,7 +405,7 @@ TEST(HostLauncher, ForwardAndBackwardLaunchAsTheRuntime) {
           if (l.kernel == "muse_backward_restore") {
             restored = true;
             EXPECT_EQ(reinterpret_cast<char *>(l.params.out_query),
-                      static_cast<char *>(workspace) + c.plan.workspaceBytes(s));
+                      static_cast<char *>(workspace) + c.plan.persistentBytes(s));
           }
         EXPECT_TRUE(restored);
       }

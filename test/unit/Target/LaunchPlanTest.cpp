@@ -172,6 +172,28 @@ TEST(LaunchPlan, WorkspaceAndOffsetsAre256Aligned) {
   EXPECT_EQ(empty.workspaceBytes(s), 256);
 }
 
+TEST(LaunchPlan, BackwardScratchReusesTheTransientBuffers) {
+  LaunchPlan p = samplePlan();
+  Shape s = shape(1, 3, 1, 5, 7);
+  const int64_t persistent = p.workspaceBytes(s); // 12288 + 256 + 512
+  EXPECT_EQ(p.firstTransient(), 3u);
+  // acc_o: 4*3*(64*5) = 3840 -> 3840; last in the forward's list.
+  p.buffers.push_back(buffer("acc_o", Sym::QHeads, 64, 0, 0, 4));
+  EXPECT_EQ(p.firstTransient(), 3u);
+  EXPECT_EQ(p.persistentBytes(s), persistent);
+  EXPECT_EQ(p.workspaceBytes(s), persistent + 3840);
+  EXPECT_EQ(p.bufferOffsets(s).back(), persistent);
+  // The backward's scratch (bwd_pg 7680 + bwd_delta 256) starts where acc_o
+  // did and takes the larger of the two.
+  std::vector<int64_t> boff = p.backwardBufferOffsets(s);
+  ASSERT_EQ(boff.size(), 2u);
+  EXPECT_EQ(boff[0], persistent);
+  EXPECT_EQ(p.backwardWorkspaceBytes(s), persistent + 7680 + 256);
+  // A transient buffer larger than the scratch sets the size.
+  p.buffers.back().perN = 1000; // 4*3*5000 = 60000 -> 60160
+  EXPECT_EQ(p.backwardWorkspaceBytes(s), persistent + 60160);
+}
+
 TEST(LaunchPlan, SerializeText) {
   LaunchPlan p = samplePlan();
   std::string text = p.serialize();

@@ -81,12 +81,23 @@ struct LaunchPlan {
   std::vector<KernelLaunch> backwardLaunches;
   bool hasBackward() const { return !backwardLaunches.empty(); }
 
+  /// Forward buffers that live only while the forward runs (acc_o, the fp32
+  /// accumulator of an o delivered in the input dtype): they come last in
+  /// `buffers`, and a backward's scratch reuses their bytes, so a workspace
+  /// kept for the backward holds nothing the forward no longer needs.
+  static bool isTransient(const std::string &name) { return name == "acc_o"; }
+  /// Index of the first transient buffer (buffers.size() when none).
+  size_t firstTransient() const;
   /// Total workspace bytes, with alignment padding.
   int64_t workspaceBytes(const Shape &shape) const;
-  /// Workspace bytes of a backward call: the forward's buffers, then the
-  /// backward's.
+  /// The forward buffers' bytes without the transient ones: what a backward
+  /// finds where the forward left it (causal specs: the save area follows).
+  int64_t persistentBytes(const Shape &shape) const;
+  /// Workspace bytes of a backward call: the forward's persistent buffers,
+  /// then the backward's, which reuse the transient ones' bytes.
   int64_t backwardWorkspaceBytes(const Shape &shape) const;
-  /// Byte offset of each backward buffer (same order as `backwardBuffers`).
+  /// Byte offset of each backward buffer (same order as `backwardBuffers`),
+  /// from persistentBytes on.
   std::vector<int64_t> backwardBufferOffsets(const Shape &shape) const;
   /// Byte offset of each buffer (same order as `buffers`).
   std::vector<int64_t> bufferOffsets(const Shape &shape) const;
