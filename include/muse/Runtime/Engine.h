@@ -79,7 +79,9 @@ struct ForwardArgs {
 /// of that forward call, and `workspace` the one it used, allocated with at
 /// least Attention::backwardWorkspaceBytes bytes: its first workspaceBytes
 /// bytes must still hold what the forward wrote (partitions, centroids,
-/// summaries, near lists, row lse); the backward writes only after them.
+/// summaries, near lists, row lse); the backward writes only after the
+/// persistent ones (LaunchPlan::persistentBytes: its scratch reuses the bytes
+/// of the forward's fp32 o accumulator, which only the forward needs).
 /// o and dO are in the spec's dtype, like q, k and v (as a bf16/f16 model
 /// keeps them; o feeds only delta_n = dO_n . o_n, so a 16-bit caller rounds
 /// the forward's fp32 o once). Gradients are fp32 (gradType F32) or in the
