@@ -53,17 +53,17 @@ double relL2(const std::vector<float> &got, const std::vector<double> &want) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-} // namespace
-
-/// 16-bit elements of `got` that differ from `want` (same length).
-int64_t countMismatches(const std::string &got, const std::string &want) {
-  if (got.size() != want.size())
-    return int64_t(std::max(got.size(), want.size()) / 2);
+/// 16-bit elements of `got` that differ from `want` (roundTo's bytes).
+int64_t countMismatches(const std::vector<uint16_t> &got, const std::string &want) {
+  if (got.size() * 2 != want.size())
+    return int64_t(std::max(got.size(), want.size() / 2));
   int64_t n = 0;
-  for (size_t i = 0; i + 1 < got.size(); i += 2)
-    n += std::memcmp(got.data() + i, want.data() + i, 2) != 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    n += std::memcmp(&got[i], want.data() + 2 * i, 2) != 0;
   return n;
 }
+
+} // namespace
 
 std::string BackwardReport::str() const {
   std::ostringstream os;
@@ -179,7 +179,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
   // for bit (every k-means pass of these shapes has one block a head, so the
   // two forwards find the same partitions).
   const bool inputTypeOutputs = spec.dtype != DType::F32;
-  std::string oIn;
+  std::vector<uint16_t> oIn;
   if (inputTypeOutputs) {
     DeviceBuffer boIn;
     MUSE_TRY(boIn.allocate(dOB.size()));
@@ -188,9 +188,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
     fi.o = boIn.get();
     fi.oType = OutputType::Input;
     MUSE_TRY(attention->forward(fi, nullptr));
-    std::vector<uint16_t> h;
-    MUSE_TRY(boIn.download(h, rs.oSize()));
-    oIn.assign(reinterpret_cast<const char *>(h.data()), h.size() * 2);
+    MUSE_TRY(boIn.download(oIn, rs.oSize()));
   }
   MUSE_TRY(attention->forward(f, nullptr));
   {
@@ -252,8 +250,7 @@ Status verifyBackward(Engine &engine, const Spec &spec, const VerifyOptions &opt
       std::vector<double> want(g[0][t].begin(), g[0][t].end());
       std::string wantB;
       roundTo(spec.dtype, want, wantB);
-      report.inputTypeMismatches +=
-          countMismatches(std::string(reinterpret_cast<const char *>(h.data()), h.size() * 2), wantB);
+      report.inputTypeMismatches += countMismatches(h, wantB);
     }
   }
   for (int t = 0; t < 3; ++t) {

@@ -74,42 +74,30 @@ template <class Cfg> __device__ void backward_centroid(const MuseParams &p) {
   if (qcount == 0)
     return;
   const float share = centroidGradient<Cfg, KB>(p, bh, stage1, qperm, qcount, d) / float(qcount);
-  if constexpr (TensorCoreType<typename Cfg::T>::value) {
-    if (p.out_dq) {
-      // The caller's dq in T: this is every member's last writer (emit.cuh);
-      // dq holds the rows' fp32 dL/dr (acc_dq).
-      using T = typename Cfg::T;
-#pragma unroll 1
-      for (int t0 = 0; t0 < qcount; t0 += KB) {
-        float old[KB];
-#pragma unroll
-        for (int b = 0; b < KB; ++b)
-          old[b] = t0 + b < qcount ? p.dq[dqRow(p, hi.b, hi.h, qperm[t0 + b]) + d] : 0.f;
-#pragma unroll
-        for (int b = 0; b < KB; ++b)
-          if (t0 + b < qcount) {
-            const long long n = qperm[t0 + b];
-            static_cast<T *>(p.out_dq)[hi.b * p.out_dq_sb + hi.h * p.out_dq_sh + n * p.out_dq_sn + d] =
-                fromFloat<T>(p.scale * (old[b] + share));
-          }
-      }
-      return;
-    }
-  }
-  // dq_n = scale (dq_n + share): KB members' old values loaded before their stores.
+  // dq_n = scale (dq_n + share): KB members' old values loaded before their
+  // stores. This is every member's last writer: where the caller asked for
+  // dq in T (out_dq; dq is then acc_dq, the rows' fp32 dL/dr) it rounds here.
+  using T = typename Cfg::T;
 #pragma unroll 1
   for (int t0 = 0; t0 < qcount; t0 += KB) {
-    float *dq[KB];
     float old[KB];
 #pragma unroll
-    for (int b = 0; b < KB; ++b) {
-      dq[b] = t0 + b < qcount ? p.dq + dqRow(p, hi.b, hi.h, qperm[t0 + b]) + d : nullptr;
-      old[b] = dq[b] ? *dq[b] : 0.f;
-    }
-#pragma unroll
     for (int b = 0; b < KB; ++b)
-      if (dq[b])
-        *dq[b] = p.scale * (old[b] + share);
+      old[b] = t0 + b < qcount ? p.dq[dqRow(p, hi.b, hi.h, qperm[t0 + b]) + d] : 0.f;
+#pragma unroll
+    for (int b = 0; b < KB; ++b) {
+      if (t0 + b >= qcount)
+        continue;
+      const int n = qperm[t0 + b];
+      const float x = p.scale * (old[b] + share);
+      if constexpr (TensorCoreType<T>::value) {
+        if (p.out_dq) {
+          static_cast<T *>(p.out_dq)[outDqRow(p, hi.b, hi.h, n) + d] = fromFloat<T>(x);
+          continue;
+        }
+      }
+      p.dq[dqRow(p, hi.b, hi.h, n) + d] = x;
+    }
   }
 }
 

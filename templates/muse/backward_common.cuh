@@ -120,6 +120,19 @@ __device__ __forceinline__ long long dvRowOff(const MuseParams &p, int kh, long 
   const int b = kh / p.Hkv;
   return viewRow(p, b, m, p.dv_sb, p.dv_sm, 0) + (kh - b * p.Hkv) * p.dv_sh;
 }
+/// The same rows of the caller's dq, dk, dv in T (params.cuh out_dq ...):
+/// written only by launches that see the whole call (no segment view).
+__device__ __forceinline__ long long outDqRow(const MuseParams &p, int b, int h, long long n) {
+  return b * p.out_dq_sb + h * p.out_dq_sh + n * p.out_dq_sn;
+}
+__device__ __forceinline__ long long outDkRowOff(const MuseParams &p, int kh, long long m) {
+  const int b = kh / p.Hkv;
+  return b * p.out_dk_sb + (kh - b * p.Hkv) * p.out_dk_sh + m * p.out_dk_sm;
+}
+__device__ __forceinline__ long long outDvRowOff(const MuseParams &p, int kh, long long m) {
+  const int b = kh / p.Hkv;
+  return b * p.out_dv_sb + (kh - b * p.Hkv) * p.out_dv_sh + m * p.out_dv_sm;
+}
 
 /// Whether key cluster j is one of the near clusters of query cluster i.
 template <class Cfg> __device__ __forceinline__ bool isNearPair(const MuseParams &p, int bh, int i, int j) {

@@ -252,8 +252,7 @@ template <class Cfg> __device__ void keysFar0Mma(const MuseParams &p, int j, int
           continue;
         const int l = kperm[k0 + r];
         if (toOut) {
-          const long long ak = b * p.out_dk_sb + hk * p.out_dk_sh + l * p.out_dk_sm + 2 * t;
-          const long long av = b * p.out_dv_sb + hk * p.out_dv_sh + l * p.out_dv_sm + 2 * t;
+          const long long ak = outDkRowOff(p, kh, l) + 2 * t, av = outDvRowOff(p, kh, l) + 2 * t;
 #pragma unroll
           for (int n = 0; n < NK; ++n)
             storeOutPair<T>(p.out_dk, ak + 8 * n, dk[n][2 * half], dk[n][2 * half + 1]);

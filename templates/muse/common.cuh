@@ -94,6 +94,11 @@ __device__ __forceinline__ long long vRow(const MuseParams &p, int kh, long long
 __device__ __forceinline__ long long oRow(const MuseParams &p, int b, int h, long long n) {
   return viewRow(p, b, n, p.o_sb, p.o_sn, p.seg_qbase) + h * p.o_sh;
 }
+/// The same row of the caller's o in T (params.cuh out_o): written only by
+/// launches that see the whole call (no segment view).
+__device__ __forceinline__ long long outORow(const MuseParams &p, int b, int h, long long n) {
+  return b * p.out_o_sb + h * p.out_o_sh + n * p.out_o_sn;
+}
 
 /// x = scale*q, rounded on its own (never fused into a later add), so that
 /// every kernel forms bit-identical scaled queries and residuals.

@@ -12,12 +12,14 @@
 //            tensor cores (keysWriteOutput), one head a kv group (GQA groups
 //            add their heads into acc_dk, acc_dv)
 //   dq       backward_centroid, acausal (every order)
-// The plan launches emit_forward and emit_dkdv for every 16-bit spec (they
-// return at once where the output was written already) and tells them
-// whether it keeps the accumulator (kAcc*: Outline.cpp acc_o, Backward.cpp
-// acc_dk and acc_dv); the static_asserts tie that choice to the predicates
-// below, so the compiler and the kernels cannot drift apart. emit_dq runs in
-// causal plans only.
+// The plan launches emit_forward and emit_dkdv for every 16-bit spec and
+// tells them whether it keeps the accumulator (kAcc*: Outline.cpp acc_o,
+// Backward.cpp acc_dk and acc_dv); the static_asserts tie that choice to the
+// predicates below, so the compiler and the kernels cannot drift apart.
+// Without the accumulator the launch is one block that returns at once (the
+// kernel's only work is that compile-time check); with it, a call that asked
+// for fp32, or whose rows were written already, returns at once too.
+// emit_dq runs in causal plans only.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MUSE_TEMPLATES_EMIT_CUH
@@ -28,7 +30,7 @@
 
 namespace muse {
 
-/// Block size of emit_forward and emit_backward; each thread rounds 8 elements.
+/// Block size of the emit kernels; each thread rounds 8 elements.
 constexpr int kEmitThreads = 256;
 constexpr int kEmitPerBlock = 8 * kEmitThreads;
 
@@ -41,10 +43,10 @@ template <class Cfg> constexpr bool outputInFarField = Cfg::ORDER == 0 && FarFie
 template <class Cfg> constexpr bool keysWriteOutput = Cfg::ORDER == 0 && Cfg::NEAR == 0 && KeyMmaTiles<Cfg>::usable;
 
 /// Piece `e` (8 elements) of head `head`'s rows x W accumulator (contiguous)
-/// rounded into `out` at (b, h, row) with the caller's strides.
-template <class T, int W>
-__device__ __forceinline__ void emitPiece(const float *acc, void *out, long long sb, long long sh, long long sr,
-                                          int heads, int head, long long rows, long long e) {
+/// rounded into `out` at element offset outRow(row) + column.
+template <class T, int W, class OutRow>
+__device__ __forceinline__ void emitPiece(const float *acc, void *out, OutRow outRow, int head, long long rows,
+                                          long long e) {
   static_assert(W % 8 == 0, "rows split into 8-element pieces");
   const long long row = e / (W / 8);
   if (row >= rows)
@@ -52,8 +54,7 @@ __device__ __forceinline__ void emitPiece(const float *acc, void *out, long long
   const int col = int(e - row * (W / 8)) * 8;
   const float4 *src = reinterpret_cast<const float4 *>(acc + ((long long)head * rows + row) * W + col);
   const float4 a = src[0], b = src[1];
-  const int bi = head / heads, h = head - bi * heads;
-  const long long at = bi * sb + h * sh + row * sr + col;
+  const long long at = outRow(row) + col;
   T *dst = static_cast<T *>(out) + at;
   if ((reinterpret_cast<unsigned long long>(dst) & 15ull) == 0) {
     uint4 u;
@@ -70,15 +71,18 @@ __device__ __forceinline__ void emitPiece(const float *acc, void *out, long long
   }
 }
 
-/// Grid (ceil(N Dv / kEmitPerBlock), B*H): acc_o rounded into out_o, unless
-/// the caller asked for fp32 (out_o null) or far_field wrote it (acausal).
+/// Grid (ceil(N Dv / kEmitPerBlock), B*H), or (1, 1, 1) where the plan keeps
+/// no acc_o: acc_o rounded into out_o, unless the caller asked for fp32
+/// (out_o null) or far_field wrote it (acausal).
 template <class Cfg, bool kAccO> __device__ void emit_forward(const MuseParams &p) {
   static_assert(TensorCoreType<typename Cfg::T>::value, "fp32 specs deliver fp32 outputs directly");
   static_assert(kAccO || outputInFarField<Cfg>, "the plan must keep acc_o where far_field cannot write o");
   if (!p.out_o || (!p.causal && outputInFarField<Cfg>))
     return;
+  const HeadIndex hi(p, blockIdx.y);
   const long long e = (long long)blockIdx.x * kEmitThreads + threadIdx.x;
-  emitPiece<typename Cfg::T, Cfg::DV>(p.o, p.out_o, p.out_o_sb, p.out_o_sh, p.out_o_sn, p.H, blockIdx.y, p.N, e);
+  emitPiece<typename Cfg::T, Cfg::DV>(p.o, p.out_o, [&](long long n) { return outORow(p, hi.b, hi.h, n); },
+                                      blockIdx.y, p.N, e);
 }
 
 /// Causal plans, grid (ceil(N D / kEmitPerBlock), B*H): acc_dq rounded into
@@ -88,23 +92,26 @@ template <class Cfg> __device__ void emit_dq(const MuseParams &p) {
   static_assert(TensorCoreType<typename Cfg::T>::value, "fp32 specs deliver fp32 gradients directly");
   if (!p.out_dq)
     return;
+  const HeadIndex hi(p, blockIdx.y);
   const long long e = (long long)blockIdx.x * kEmitThreads + threadIdx.x;
-  emitPiece<typename Cfg::T, Cfg::D>(p.dq, p.out_dq, p.out_dq_sb, p.out_dq_sh, p.out_dq_sn, p.H, blockIdx.y, p.N,
-                                     e);
+  emitPiece<typename Cfg::T, Cfg::D>(p.dq, p.out_dq, [&](long long n) { return outDqRow(p, hi.b, hi.h, n); },
+                                     blockIdx.y, p.N, e);
 }
 
-/// Grid (ceil(M max(D, Dv) / kEmitPerBlock), B*Hkv): acc_dk, acc_dv rounded
-/// into the caller's dk, dv, unless backward_keys wrote them (acausal, no GQA).
+/// Grid (ceil(M max(D, Dv) / kEmitPerBlock), B*Hkv), or (1, 1, 1) where the
+/// plan keeps no acc_dk, acc_dv: those rounded into the caller's dk, dv,
+/// unless backward_keys wrote them (acausal, one head a kv group).
 template <class Cfg, bool kAccKV> __device__ void emit_dkdv(const MuseParams &p) {
   using T = typename Cfg::T;
   static_assert(TensorCoreType<T>::value, "fp32 specs deliver fp32 gradients directly");
   static_assert(kAccKV || keysWriteOutput<Cfg>, "the plan must keep acc_dk, acc_dv where backward_keys "
-                                                  "cannot write dk, dv");
+                                                "cannot write dk, dv");
   if (!p.out_dk || (!p.causal && keysWriteOutput<Cfg> && p.H == p.Hkv))
     return;
+  const int kh = blockIdx.y;
   const long long e = (long long)blockIdx.x * kEmitThreads + threadIdx.x;
-  emitPiece<T, Cfg::D>(p.dk, p.out_dk, p.out_dk_sb, p.out_dk_sh, p.out_dk_sm, p.Hkv, blockIdx.y, p.M, e);
-  emitPiece<T, Cfg::DV>(p.dv, p.out_dv, p.out_dv_sb, p.out_dv_sh, p.out_dv_sm, p.Hkv, blockIdx.y, p.M, e);
+  emitPiece<T, Cfg::D>(p.dk, p.out_dk, [&](long long m) { return outDkRowOff(p, kh, m); }, kh, p.M, e);
+  emitPiece<T, Cfg::DV>(p.dv, p.out_dv, [&](long long m) { return outDvRowOff(p, kh, m); }, kh, p.M, e);
 }
 
 } // namespace muse

@@ -460,25 +460,25 @@ template <class Cfg, bool kMerge> __device__ void farFieldMma(const MuseParams &
       }
       if (Cfg::ORDER == 0 && p.out_o && !p.causal) {
         // The caller's o in T: this is the row's one writer (emit.cuh).
-        const long long at = hi.b * p.out_o_sb + hi.h * p.out_o_sh + qi[rr] * p.out_o_sn + 2 * t4;
+        const long long at = outORow(p, hi.b, hi.h, qi[rr]) + 2 * t4;
 #pragma unroll
         for (int nv = 0; nv < NV; ++nv)
           storeOutPair<T>(p.out_o, at + 8 * nv, o[nv][2 * rr] / l[rr], o[nv][2 * rr + 1] / l[rr]);
       } else {
-      float *orow = p.o + oRow(p, hi.b, hi.h, qi[rr]);
-      // 8-byte stores where the row allows: a warp's store then fills whole
-      // 32-byte sectors of 8 rows instead of half of each.
-      const bool pairs = (reinterpret_cast<unsigned long long>(orow) & 7ull) == 0;
+        float *orow = p.o + oRow(p, hi.b, hi.h, qi[rr]);
+        // 8-byte stores where the row allows: a warp's store then fills whole
+        // 32-byte sectors of 8 rows instead of half of each.
+        const bool pairs = (reinterpret_cast<unsigned long long>(orow) & 7ull) == 0;
 #pragma unroll
-      for (int nv = 0; nv < NV; ++nv) {
-        const float x = o[nv][2 * rr] / l[rr], y = o[nv][2 * rr + 1] / l[rr];
-        if (pairs) {
-          *reinterpret_cast<float2 *>(orow + 8 * nv + 2 * t4) = make_float2(x, y);
-        } else {
-          orow[8 * nv + 2 * t4] = x;
-          orow[8 * nv + 2 * t4 + 1] = y;
+        for (int nv = 0; nv < NV; ++nv) {
+          const float x = o[nv][2 * rr] / l[rr], y = o[nv][2 * rr + 1] / l[rr];
+          if (pairs) {
+            *reinterpret_cast<float2 *>(orow + 8 * nv + 2 * t4) = make_float2(x, y);
+          } else {
+            orow[8 * nv + 2 * t4] = x;
+            orow[8 * nv + 2 * t4 + 1] = y;
+          }
         }
-      }
       }
       if (t4 == 0) {
         const float lse = m[rr] + logf(l[rr]);

@@ -182,7 +182,9 @@ struct BwdKernel {
 /// 16-bit specs: the last launches, which round the fp32 accumulators into
 /// the caller's dq (causal plans; acausal ones have backward_centroid write
 /// it) and dk, dv where the caller asked for the input dtype (they return at
-/// once otherwise, or where backward_keys wrote dk, dv). 8 elements a thread.
+/// once otherwise, or where backward_keys wrote dk, dv; without acc_dk, acc_dv
+/// emit_dkdv is one block, whose only work is its compile-time check).
+/// 8 elements a thread.
 std::vector<BwdKernel> emitKernels(SpecAttr spec) {
   if (spec.getDtype().isF32())
     return {};
@@ -193,9 +195,9 @@ std::vector<BwdKernel> emitKernels(SpecAttr spec) {
     k.push_back({"muse_emit_dq", "muse::emit_dq<MuseCfg>", 256,
                  {DimExpr{Sym::N, kPerBlock / D, 1}, DimExpr{Sym::QHeads, 1, 1}, one},
                  "dq rounded to the input dtype (when asked for)"});
-  k.push_back({"muse_emit_dkdv",
-               keepsKVAccumulators(spec) ? "muse::emit_dkdv<MuseCfg, true>" : "muse::emit_dkdv<MuseCfg, false>", 256,
-               {DimExpr{Sym::M, kPerBlock / W, 1}, DimExpr{Sym::KHeads, 1, 1}, one},
+  const bool acc = keepsKVAccumulators(spec);
+  k.push_back({"muse_emit_dkdv", acc ? "muse::emit_dkdv<MuseCfg, true>" : "muse::emit_dkdv<MuseCfg, false>", 256,
+               {acc ? DimExpr{Sym::M, kPerBlock / W, 1} : one, acc ? DimExpr{Sym::KHeads, 1, 1} : one, one},
                "dk, dv rounded to the input dtype (when asked for)"});
   return k;
 }

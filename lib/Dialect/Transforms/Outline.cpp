@@ -177,16 +177,21 @@ public:
   /// than one kernel adds into o (causal: the window and every level; order
   /// 1: the far field and the dipole); acausal order 0 has far_field round o
   /// itself (emit.cuh outputInFarField, which emit_forward's template
-  /// argument is checked against) and emit_forward returns at once.
+  /// argument is checked against) and emit_forward is one block that returns
+  /// at once.
   void addEmit() {
     if (spec.getDtype().isF32())
       return;
     const bool acc = spec.getCausal() || spec.getOrder() > 0;
     if (acc)
       use({"acc_o"});
-    launch("muse_emit_o", std::string("emit_forward<MuseCfg, ") + (acc ? "true" : "false") + ">", 256,
-           "o rounded to the input dtype (when asked for)",
-           {over(Sym::N, 8 * 256 / spec.getValueDim()), heads(true), constant(1)}, "full");
+    const std::string instance = std::string("emit_forward<MuseCfg, ") + (acc ? "true" : "false") + ">";
+    const char *stage = "o rounded to the input dtype (when asked for)";
+    if (acc)
+      launch("muse_emit_o", instance, 256, stage,
+             {over(Sym::N, 8 * 256 / spec.getValueDim()), heads(true), constant(1)}, "full");
+    else
+      launch("muse_emit_o", instance, 256, stage, {constant(1), constant(1), constant(1)}, "full");
   }
 
   /// Fills `plan` with buffers (MuseParams order), kernels and launches.

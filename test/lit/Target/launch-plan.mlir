@@ -15,8 +15,9 @@
 // PLAN-NEXT: launch muse_kmeans_init_k grid=1,B*Hkv,1 block=256 shared=0 comment=k-means init (keys)
 // PLAN-NEXT: launch muse_kmeans_assign_k grid=ceil(M/1024),B*Hkv,1 block=256 shared=0 comment=k-means assign (keys)
 // PLAN: launch muse_far_field grid=4,B*H,1 block=128 shared=0 comment=stage 2: far field and exact near field
-// Acausal order 0: far_field writes o (no acc_o); emit_o returns at once.
-// PLAN-NEXT: launch muse_emit_o grid=ceil(N/32),B*H,1 block=256 shared=0 comment=o rounded to the input dtype (when asked for)
+// Acausal order 0: far_field writes o (no acc_o); emit_o is one block that
+// returns at once (its compile-time check ties the plan to the kernels).
+// PLAN-NEXT: launch muse_emit_o grid=1,1,1 block=256 shared=0 comment=o rounded to the input dtype (when asked for)
 // PLAN-NEXT: backward buffer bwd_dr heads=B*H perN=64 perM=0 fixed=0 elem=4
 // PLAN-NEXT: backward buffer bwd_delta heads=B*H perN=1 perM=0 fixed=0 elem=4
 // PLAN-NEXT: backward buffer bwd_dqbar heads=B*H perN=0 perM=0 fixed=512 elem=4
@@ -57,7 +58,7 @@
 // LAYOUT-NEXT: launch muse_summarize grid 3 8 1 block 128
 // LAYOUT-NEXT: launch muse_select_near grid 4 8 1 block 32
 // LAYOUT-NEXT: launch muse_far_field grid 4 8 1 block 128
-// LAYOUT-NEXT: launch muse_emit_o grid 4 8 1 block 256
+// LAYOUT-NEXT: launch muse_emit_o grid 1 1 1 block 256
 // LAYOUT-EMPTY:
 func.func @plan(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>)
     -> (tensor<?x?x?x64xf32>, tensor<?x?x?xf32>) {

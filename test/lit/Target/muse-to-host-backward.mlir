@@ -74,9 +74,10 @@
 // CHECK: "muse_backward_centroid"
 // CHECK-NEXT: return r;
 // CHECK-NEXT: cuLaunchKernel(f, (unsigned)(16), (unsigned)(B * H), (unsigned)(1), 64, 1, 1, 0, stream, args, NULL)
+// No acc_dk, acc_dv: emit_dkdv is one block that returns at once.
 // CHECK: "muse_emit_dkdv"
 // CHECK-NEXT: return r;
-// CHECK-NEXT: cuLaunchKernel(f, (unsigned)(muse_ceil_div(M, 32)), (unsigned)(B * Hkv), (unsigned)(1), 256, 1, 1, 0, stream, args, NULL)
+// CHECK-NEXT: cuLaunchKernel(f, (unsigned)(1), (unsigned)(1), (unsigned)(1), 256, 1, 1, 0, stream, args, NULL)
 // CHECK-NOT: cuModuleGetFunction
 // CHECK: return CUDA_SUCCESS;
 // CHECK-NEXT: }
