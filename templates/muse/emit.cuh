@@ -30,7 +30,8 @@
 
 namespace muse {
 
-/// Block size of the emit kernels; each thread rounds 8 elements.
+/// Block size of the emit kernels; each thread rounds 8 elements (the plans
+/// size the grids with the same numbers: Passes.h kEmitThreads, kEmitPerBlock).
 constexpr int kEmitThreads = 256;
 constexpr int kEmitPerBlock = 8 * kEmitThreads;
 

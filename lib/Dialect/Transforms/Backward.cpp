@@ -184,21 +184,21 @@ struct BwdKernel {
 /// it) and dk, dv where the caller asked for the input dtype (they return at
 /// once otherwise, or where backward_keys wrote dk, dv; without acc_dk, acc_dv
 /// emit_dkdv is one block, whose only work is its compile-time check).
-/// 8 elements a thread.
 std::vector<BwdKernel> emitKernels(SpecAttr spec) {
   if (spec.getDtype().isF32())
     return {};
-  const int64_t D = spec.getHeadDim(), W = std::max(D, spec.getValueDim()), kPerBlock = 8 * 256;
+  const int64_t D = spec.getHeadDim(), W = std::max(D, spec.getValueDim());
   const DimExpr one{Sym::One, 1, 1};
   std::vector<BwdKernel> k;
   if (spec.getCausal())
-    k.push_back({"muse_emit_dq", "muse::emit_dq<MuseCfg>", 256,
-                 {DimExpr{Sym::N, kPerBlock / D, 1}, DimExpr{Sym::QHeads, 1, 1}, one},
+    k.push_back({"muse_emit_dq", "muse::emit_dq<MuseCfg>", kEmitThreads,
+                 {DimExpr{Sym::N, kEmitPerBlock / D, 1}, DimExpr{Sym::QHeads, 1, 1}, one},
                  "dq rounded to the input dtype (when asked for)"});
   const bool acc = keepsKVAccumulators(spec);
-  k.push_back({"muse_emit_dkdv", acc ? "muse::emit_dkdv<MuseCfg, true>" : "muse::emit_dkdv<MuseCfg, false>", 256,
-               {acc ? DimExpr{Sym::M, kPerBlock / W, 1} : one, acc ? DimExpr{Sym::KHeads, 1, 1} : one, one},
-               "dk, dv rounded to the input dtype (when asked for)"});
+  const DimExpr rows = acc ? DimExpr{Sym::M, kEmitPerBlock / W, 1} : one;
+  const DimExpr heads = acc ? DimExpr{Sym::KHeads, 1, 1} : one;
+  k.push_back({"muse_emit_dkdv", acc ? "muse::emit_dkdv<MuseCfg, true>" : "muse::emit_dkdv<MuseCfg, false>",
+               kEmitThreads, {rows, heads, one}, "dk, dv rounded to the input dtype (when asked for)"});
   return k;
 }
 

@@ -188,10 +188,10 @@ public:
     const std::string instance = std::string("emit_forward<MuseCfg, ") + (acc ? "true" : "false") + ">";
     const char *stage = "o rounded to the input dtype (when asked for)";
     if (acc)
-      launch("muse_emit_o", instance, 256, stage,
-             {over(Sym::N, 8 * 256 / spec.getValueDim()), heads(true), constant(1)}, "full");
+      launch("muse_emit_o", instance, kEmitThreads, stage,
+             {over(Sym::N, kEmitPerBlock / spec.getValueDim()), heads(true), constant(1)}, "full");
     else
-      launch("muse_emit_o", instance, 256, stage, {constant(1), constant(1), constant(1)}, "full");
+      launch("muse_emit_o", instance, kEmitThreads, stage, {constant(1), constant(1), constant(1)}, "full");
   }
 
   /// Fills `plan` with buffers (MuseParams order), kernels and launches.

@@ -21,6 +21,12 @@ namespace mlir::muse {
 /// a null attribute for none.
 IntegerAttr kernelMinBlocks(Builder &b, SpecAttr spec, StringRef kernel, int64_t threads);
 
+/// Block size of the emit kernels (templates/muse/emit.cuh kEmitThreads) and
+/// the elements a block rounds (8 a thread, kEmitPerBlock): the forward and
+/// backward plans size the emit grids with them.
+constexpr int64_t kEmitThreads = 256;
+constexpr int64_t kEmitPerBlock = 8 * kEmitThreads;
+
 /// decompose, schedule, outline: what compileSpec runs on an imported module.
 void buildMuseLoweringPipeline(OpPassManager &pm);
 /// Registers the passes and the pipeline `muse-lower`.
